@@ -1,0 +1,79 @@
+"""accel: a multithreaded segmented download accelerator.
+
+>>> import accel
+>>> path = accel.download("https://example.org/big.iso", connections=8)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+import os
+from pathlib import Path
+from typing import Any, Union
+
+from .downloader import Downloader
+from .events import (
+    AlreadyComplete,
+    Completed,
+    Event,
+    Failed,
+    Progress,
+    Restarted,
+    Retrying,
+    SegmentCompleted,
+    Started,
+)
+from .exceptions import (
+    AccelError,
+    CancelledError,
+    HTTPError,
+    InsecureRedirectError,
+    InsufficientSpaceError,
+    LocalFileError,
+    LockedError,
+    NetworkError,
+    OutputExistsError,
+    RemoteChangedError,
+    RemoteProtocolError,
+    UsageError,
+    VerificationError,
+)
+from .options import Options
+from .transport import RetryPolicy
+
+
+def download(url: str, output: Union[str, os.PathLike, None] = None, **options: Any) -> Path:
+    """Download ``url`` (see :class:`Downloader` for the options); return the file's path."""
+    return Downloader(url, output, **options).run()
+
+
+__all__ = [
+    "AccelError",
+    "AlreadyComplete",
+    "CancelledError",
+    "Completed",
+    "Downloader",
+    "Event",
+    "Failed",
+    "HTTPError",
+    "InsecureRedirectError",
+    "InsufficientSpaceError",
+    "LocalFileError",
+    "LockedError",
+    "NetworkError",
+    "Options",
+    "OutputExistsError",
+    "Progress",
+    "RemoteChangedError",
+    "RemoteProtocolError",
+    "Restarted",
+    "RetryPolicy",
+    "Retrying",
+    "SegmentCompleted",
+    "Started",
+    "UsageError",
+    "VerificationError",
+    "__version__",
+    "download",
+]

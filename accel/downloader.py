@@ -1,0 +1,1034 @@
+"""The orchestrator: probe, plan, a pool of workers, commits, cancellation, events.
+
+One :class:`Downloader` downloads one URL into one file. Its :meth:`~Downloader.run`
+thread is the only one that saves the sidecar, reports progress and calls callbacks;
+worker threads only fetch and write (see :mod:`accel.fetch`).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple, Union
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+from . import events as ev
+from . import state
+from .exceptions import (
+    AccelError,
+    CancelledError,
+    HTTPError,
+    LocalFileError,
+    NetworkError,
+    OutputExistsError,
+    RemoteChangedError,
+    RemoteProtocolError,
+    UsageError,
+)
+from .fetch import CHUNK, REFRESH_STATUSES, Task, get, raise_for_status, request_range, stream
+from .names import name_from_url
+from .options import Options, normalize_headers
+from .planner import Segment, fresh_plan, resume_plan, steal_point
+from .remote import (
+    BadResponse,
+    RangesUnsupported,
+    RemoteChanged,
+    RemoteFile,
+    Retryable,
+    Validators,
+    check_partial,
+    describe,
+    http_date_to_timestamp,
+    parse_content_range,
+    parse_length,
+    unsatisfied_total,
+    validators_of,
+)
+from .storage import PartFile, check_free_space, finalize
+from .transport import RetryPolicy, new_session
+
+log = logging.getLogger(__name__)
+
+#: How often the remote may change under one download before accel gives up.
+MAX_RESTARTS = 3
+#: Seconds the run thread waits for workers to wind down after cancel or error.
+STOP_GRACE = 1.0
+_TICK = 0.05
+_UNKNOWN_END = 2**63 - 2
+
+SessionFactory = Callable[[], requests.Session]
+
+
+class _Restart(Exception):
+    """Discard progress and start over (the remote changed, or cannot be ranged)."""
+
+    def __init__(self, reason: str, *, single_stream: bool = False) -> None:
+        super().__init__(reason)
+        self.single_stream = single_stream
+
+
+def redact(url: str) -> str:
+    """``url`` without any ``user:password@``."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def check_url(url: str) -> str:
+    """Return ``url`` if it is an absolute http(s) URL, else raise :class:`UsageError`."""
+    if not isinstance(url, str) or any(c in url for c in "\r\n\t "):
+        raise UsageError(f"invalid URL: {url!r}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"invalid URL (need http:// or https://): {url}")
+    try:
+        parts.port  # noqa: B018 - raises for a bad port
+    except ValueError:
+        raise UsageError(f"invalid port in URL: {url}") from None
+    return url
+
+
+class Downloader:
+    """Download one URL with parallel ranged requests into a file, resumably.
+
+    ``output`` is the file to create (a directory means "inside it"); by default the name
+    comes from the server's Content-Disposition or the URL, in ``directory`` (default: the
+    current directory). :meth:`run` blocks and returns the final path, raising
+    :class:`accel.AccelError` subclasses; :meth:`cancel` may be called from any thread.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        output: Union[str, os.PathLike, None] = None,
+        *,
+        directory: Union[str, os.PathLike, None] = None,
+        connections: int = 8,
+        headers: Optional[Mapping[str, str]] = None,
+        timeout: float = 30.0,
+        retries: int = 5,
+        force: bool = False,
+        verify: Union[bool, str] = True,
+        min_split: Optional[int] = None,
+        session_factory: Optional[SessionFactory] = None,
+        on_progress: Optional[Callable[[int], Any]] = None,
+        on_event: Optional[Callable[[ev.Event], Any]] = None,
+        options: Optional[Options] = None,
+    ) -> None:
+        self.url = check_url(url)
+        if options is None:
+            extra = {} if min_split is None else {"min_split": min_split}
+            if not isinstance(retries, int) or retries < 0:
+                raise UsageError("retries must be a whole number >= 0")
+            options = Options(
+                connections=connections,
+                headers=normalize_headers(headers),
+                timeout=timeout,
+                retry=RetryPolicy(attempts=retries),
+                force=force,
+                verify=verify,
+                **extra,
+            )
+        self.options = options
+        self._output = Path(output) if output is not None else None
+        self._directory = Path(directory) if directory is not None else None
+        self._session_factory = session_factory
+        self._on_progress = on_progress
+        self._on_event = on_event
+        self._cancel = threading.Event()
+        self._transfer: Optional[_Transfer] = None
+        self._name: Optional[str] = None
+        self.path: Optional[Path] = None
+
+    # -- public API -------------------------------------------------------------------------
+
+    def run(self) -> Path:
+        """Download; return the path of the complete file. Raises on failure or cancel."""
+        try:
+            path = self._run()
+        except AccelError as exc:
+            self._emit(ev.Failed(exc))
+            raise
+        return path
+
+    def cancel(self) -> None:
+        """Stop as soon as possible; what is written is recorded for a later resume."""
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancel.is_set()
+
+    def progress(self) -> Optional[ev.Progress]:
+        """A snapshot of the running transfer, or None before it starts."""
+        transfer = self._transfer
+        return transfer.snapshot() if transfer else None
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _emit(self, event: ev.Event) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception("on_event callback failed for %r", event)
+
+    def _report(self, delta: int) -> None:
+        if self._on_progress is None or not delta:
+            return
+        try:
+            self._on_progress(delta)
+        except Exception:
+            log.exception("on_progress callback failed")
+
+    def new_session(self, on_throttle: Optional[Callable[[], None]] = None) -> requests.Session:
+        """A fresh session configured for this download (one per worker thread)."""
+        if self._session_factory is not None:
+            return self._session_factory()
+        return new_session(
+            headers=dict(self.options.headers),
+            verify=self.options.verify,
+            retry=self.options.retry,
+            on_throttle=on_throttle,
+        )
+
+    @property
+    def timeouts(self) -> Tuple[float, float]:
+        """(connect, read) timeouts for requests."""
+        return (self.options.connect_timeout, self.options.timeout)
+
+    def _target(self) -> Path:
+        """The output path, as far as it is known before the probe."""
+        out = self._output
+        base = self._directory or Path(".")
+        if out is not None:
+            if self._directory is not None and not out.is_absolute():
+                out = self._directory / out
+            if out.is_dir():
+                return out / (self._name or name_from_url(self.url))
+            return out
+        return base / (self._name or name_from_url(self.url))
+
+    def _run(self) -> Path:
+        restarts = 0
+        discard = False
+        single_stream = False
+        session = self.new_session()
+        try:
+            while True:
+                if self._cancel.is_set():
+                    raise CancelledError("cancelled")
+                try:
+                    return self._attempt(session, discard=discard, single_stream=single_stream)
+                except _Restart as exc:
+                    restarts += 1
+                    if restarts > MAX_RESTARTS:
+                        raise RemoteChangedError(
+                            f"the remote file kept changing ({exc}); giving up after "
+                            f"{MAX_RESTARTS} restarts"
+                        ) from None
+                    log.warning("%s; restarting from zero", exc)
+                    self._emit(ev.Restarted(str(exc)))
+                    discard = True
+                    single_stream = single_stream or exc.single_stream
+        finally:
+            session.close()
+
+    def _attempt(self, session: requests.Session, *, discard: bool, single_stream: bool) -> Path:
+        dest = self._target()
+        part = dest.with_name(dest.name + ".part")
+        side = state.sidecar_path(part)
+        record = None if discard else self._load_record(side, part)
+        if discard:
+            state.remove(side)
+
+        segments: List[Segment] = []
+        if record is not None:
+            segments = resume_plan(
+                record.size,
+                record.trusted_segments(state.boot_id()),
+                self.options.connections,
+                self.options.min_split,
+            )
+            known = Validators(record.size, record.etag, record.last_modified)
+            pending = [s for s in segments if not s.done]
+            if pending:
+                probe = self._probe(session, pending[0].start, pending[0].end, known)
+            else:
+                probe = self._probe(session, record.size, None, known)
+        else:
+            known = None
+            # A bounded first range: it tells the size and starts the first segment without
+            # making the server push more than the first segment needs.
+            probe_end = max(self.options.min_split, CHUNK) - 1
+            probe = self._probe(session, 0, probe_end, None, plain=single_stream)
+
+        remote, resp = probe
+        try:
+            renamed = remote.filename and remote.filename != dest.name
+            if self._output is None and self._name is None and renamed:
+                # The server names the file: look again for an earlier run under that name.
+                self._name = remote.filename
+                if resp is not None:
+                    resp.close()
+                return self._attempt(session, discard=discard, single_stream=single_stream)
+            if record is not None and resp is None:
+                # 416 for a fully written file whose validators match: complete.
+                return self._finish(
+                    PartFile.open_existing(part), part, side, dest, remote, record.size
+                )
+            if record is None:
+                done = self._already_complete(dest, remote)
+                if done is not None:
+                    if resp is not None:
+                        resp.close()
+                    return done
+            return self._transfer_all(session, dest, part, side, remote, resp, record, segments)
+        except BaseException:
+            if resp is not None:
+                resp.close()
+            raise
+
+    def _load_record(self, side: Path, part: Path) -> Optional[state.Record]:
+        if not side.exists() and not side.is_symlink():
+            return None
+        try:
+            record = state.load(side, part)
+        except state.InvalidState as exc:
+            log.warning("ignoring the saved state in %s (%s); starting from zero", side, exc)
+            state.remove(side)
+            return None
+        if record.url != redact(self.url):
+            log.warning("%s belongs to another URL (%s); starting from zero", side, record.url)
+            state.remove(side)
+            return None
+        if not Validators(record.size, record.etag, record.last_modified).resumable:
+            log.warning(
+                "the server gave no strong ETag or Last-Modified for %s, so the partial file "
+                "cannot be verified; starting from zero",
+                self.url,
+            )
+            state.remove(side)
+            return None
+        return record
+
+    def _already_complete(self, dest: Path, remote: RemoteFile) -> Optional[Path]:
+        """Handle an existing ``dest``: return it when it already matches the remote file."""
+        try:
+            st = os.lstat(dest)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise LocalFileError(f"cannot inspect {dest}: {exc.strerror}") from exc
+        if self.options.force:
+            return None  # replace it, even if it looks complete
+        mtime = http_date_to_timestamp(remote.validators.last_modified)
+        if (
+            remote.size is not None
+            and st.st_size == remote.size
+            and mtime is not None
+            and int(st.st_mtime) == int(mtime)
+            and not os.path.islink(dest)
+        ):
+            log.info("%s is already complete", dest)
+            self._emit(ev.AlreadyComplete(dest))
+            self.path = dest
+            return dest
+        raise OutputExistsError(f"{dest} already exists; use --force to replace it")
+
+    def _probe(
+        self,
+        session: requests.Session,
+        start: int,
+        end: Optional[int],
+        known: Optional[Validators],
+        *,
+        plain: bool = False,
+    ) -> Tuple[RemoteFile, Optional[requests.Response]]:
+        """The first request: learn the remote file and, usually, start its first range.
+
+        Returns the remote description and an open response positioned at ``start`` (None
+        when the range is unsatisfiable because the file is complete or empty).
+        """
+        failures = 0
+        policy = self.options.retry
+        while True:
+            try:
+                return self._probe_once(session, start, end, known, plain=plain)
+            except Retryable as exc:
+                failures += 1
+                if failures > policy.attempts:
+                    kind = RemoteProtocolError if isinstance(exc, BadResponse) else NetworkError
+                    raise kind(f"{redact(self.url)}: {exc}") from None
+                delay = policy.delay(failures, exc.retry_after)
+                log.info("probe failed (%s); retrying in %.1fs", exc, delay)
+            except RangesUnsupported as exc:
+                if plain:
+                    raise RemoteProtocolError(str(exc)) from None
+                log.info("%s; downloading as one stream", exc)
+                plain = True
+                continue
+            if self._cancel.wait(delay):
+                raise CancelledError("cancelled")
+
+    def _probe_once(
+        self,
+        session: requests.Session,
+        start: int,
+        end: Optional[int],
+        known: Optional[Validators],
+        *,
+        plain: bool,
+    ) -> Tuple[RemoteFile, Optional[requests.Response]]:
+        headers: Dict[str, str] = {}
+        if not plain:
+            headers["Range"] = f"bytes={start}-{'' if end is None else end}"
+            if known is not None and known.if_range:
+                headers["If-Range"] = known.if_range
+        resp = get(session, self.url, headers, self.timeouts)
+        try:
+            status = resp.status_code
+            if status == 416:
+                total = unsatisfied_total(resp.headers.get("Content-Range"))
+                seen = validators_of(resp.headers, total)
+                if known is not None:
+                    if total == known.size and known.same_version(seen):
+                        resp.close()
+                        return describe(resp.url, 416, resp.headers, total), None
+                    raise _Restart("the remote file changed (range not satisfiable)")
+                if total == 0:
+                    resp.close()
+                    return describe(resp.url, 206, resp.headers, 0), None
+                raise RangesUnsupported("the server refused the range request")
+            if status in REFRESH_STATUSES or status >= 400:
+                raise_for_status(resp)
+            if status == 200:
+                if known is not None:
+                    raise _Restart("the server sent the whole file: it changed or cannot resume")
+                size = parse_length(resp.headers.get("Content-Length"))
+                if resp.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    size = None
+                return describe(resp.url, 200, resp.headers, size), resp
+            if status != 206 or plain:
+                raise BadResponse(f"unexpected status {status} for a range request")
+            try:
+                total = check_partial(status, resp.headers, start, end, known)
+            except RemoteChanged as exc:
+                raise _Restart(f"the remote file changed ({exc})") from None
+            return describe(resp.url, 206, resp.headers, total), resp
+        except BaseException:
+            resp.close()
+            raise
+
+    def _transfer_all(
+        self,
+        session: requests.Session,
+        dest: Path,
+        part_path: Path,
+        side: Path,
+        remote: RemoteFile,
+        resp: Optional[requests.Response],
+        record: Optional[state.Record],
+        segments: List[Segment],
+    ) -> Path:
+        size = remote.size
+        ranged = remote.ranges and size is not None
+        if record is None:
+            if size == 0 or resp is None:
+                segments = []
+            elif ranged:
+                segments = fresh_plan(size, self.options.connections, self.options.min_split)
+            else:
+                segments = [Segment(0, size - 1 if size is not None else _UNKNOWN_END)]
+            check_free_space(dest.parent, size or 0)
+            part = PartFile.create(part_path, size)
+        else:
+            resumed = sum(s.written for s in segments)
+            check_free_space(dest.parent, (size or 0) - resumed)
+            part = PartFile.open_existing(part_path)
+        resumable = ranged and remote.validators.resumable
+        if not resumable and size:
+            log.info("this download cannot be resumed if interrupted (no ranges or no validator)")
+        transfer = _Transfer(
+            self, part, segments, remote, side if resumable else None, ranged=ranged
+        )
+        self._transfer = transfer
+        self._emit(
+            ev.Started(
+                redact(self.url), dest, size, sum(s.written for s in segments), len(segments)
+            )
+        )
+        try:
+            final_size = transfer.run(resp)
+        except BaseException:
+            transfer.release()
+            raise
+        return self._finish(part, part_path, side, dest, remote, final_size, transfer)
+
+    def _finish(
+        self,
+        part: PartFile,
+        part_path: Path,
+        side: Path,
+        dest: Path,
+        remote: RemoteFile,
+        size: int,
+        transfer: Optional[_Transfer] = None,
+    ) -> Path:
+        if transfer is not None:
+            transfer.release()
+        else:
+            part.close()
+        mtime = http_date_to_timestamp(remote.validators.last_modified)
+        finalize(part_path, dest, force=self.options.force, mtime=mtime)
+        state.remove(side)
+        self.path = dest
+        self._emit(ev.Completed(dest, size))
+        log.info("saved %s (%d bytes)", dest, size)
+        return dest
+
+
+class _Transfer:
+    """The worker pool for one attempt: scheduling, stealing, hedging, commits."""
+
+    def __init__(
+        self,
+        dl: Downloader,
+        part: PartFile,
+        segments: List[Segment],
+        remote: RemoteFile,
+        side: Optional[Path],
+        *,
+        ranged: bool,
+    ) -> None:
+        self.dl = dl
+        self.opts = dl.options
+        self.part = part
+        self.segments = sorted(segments, key=lambda s: s.start)
+        self.remote = remote
+        self.url = remote.url
+        self.validators = remote.validators
+        self.side = side
+        self.ranged = ranged
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.events: queue.Queue[Tuple[str, Any]] = queue.Queue()
+        self.tasks: Dict[Segment, List[Task]] = {}
+        self.pending: Deque[Segment] = collections.deque(s for s in self.segments if not s.done)
+        self.synced: Dict[int, int] = {}
+        self.boot = state.boot_id()
+        self.workers: List[threading.Thread] = []
+        self.refreshed = False
+        self.reported = sum(s.written for s in self.segments)
+        self._last_rate_sample: Tuple[float, int] = (time.monotonic(), self.reported)
+        self.rate = 0.0
+        self._syncer: Optional[threading.Thread] = None
+        self._released = False
+        # Without a boot id, a record cannot tell a process crash from a power loss:
+        # then every commit syncs the data first, so "written" is always "synced".
+        self.sync_each_commit = self.side is not None and self.boot is None
+
+    # -- scheduling (all under self.lock) ----------------------------------------------------
+
+    def _written(self, seg: Segment) -> int:
+        best = seg.written
+        for t in self.tasks.get(seg, ()):
+            best = max(best, t.pos - seg.start)
+        return min(best, seg.length)
+
+    def _new_task(self, seg: Segment, pos: Optional[int] = None) -> Task:
+        task = Task(seg, seg.pos if pos is None else pos, until_eof=seg.end == _UNKNOWN_END)
+        self.tasks.setdefault(seg, []).append(task)
+        return task
+
+    def _next_task(self) -> Optional[Task]:
+        with self.lock:
+            while self.pending:
+                seg = self.pending.popleft()
+                if not seg.done and not self.tasks.get(seg):
+                    return self._new_task(seg)
+            if not self.ranged:
+                return None
+            return self._steal() or self._hedge()
+
+    def _steal(self) -> Optional[Task]:
+        now = time.monotonic()
+        best: Optional[Tuple[float, Segment, int]] = None
+        for seg, tasks in self.tasks.items():
+            if len(tasks) != 1:
+                continue
+            task = tasks[0]
+            point = steal_point(task.pos, seg.end, self.opts.min_split)
+            if point is None:
+                continue
+            rate = task.rate(now)
+            eta = (seg.end + 1 - task.pos) / rate if rate > 0 else float("inf")
+            key = (eta, seg.end - task.pos)
+            if best is None or key > (best[0], best[1].end - best[2]):
+                best = (eta, seg, task.pos)
+        if best is None:
+            return None
+        _, victim, _ = best
+        point = steal_point(self.tasks[victim][0].pos, victim.end, self.opts.min_split)
+        if point is None:
+            return None
+        new = Segment(point, victim.end)
+        victim.end = point - 1
+        self.segments.append(new)
+        self.segments.sort(key=lambda s: s.start)
+        log.debug("stole %d-%d from segment at %d", new.start, new.end, victim.start)
+        return self._new_task(new)
+
+    def _hedge(self) -> Optional[Task]:
+        now = time.monotonic()
+        best: Optional[Tuple[float, Task]] = None
+        for tasks in self.tasks.values():
+            if len(tasks) != 1:
+                continue
+            task = tasks[0]
+            if now - task.started < self.opts.hedge_after / 2:
+                continue
+            remaining = task.seg.end + 1 - task.pos
+            rate = task.rate(now)
+            eta = remaining / rate if rate > 0 else float("inf")
+            stalled = now - task.last_progress
+            if eta < self.opts.hedge_after and stalled < self.opts.hedge_after:
+                continue
+            key = max(eta, stalled)
+            if best is None or key > best[0]:
+                best = (key, task)
+        if best is None:
+            return None
+        victim = best[1]
+        log.debug("hedging segment %d-%d from %d", victim.seg.start, victim.seg.end, victim.pos)
+        return self._new_task(victim.seg, victim.pos)
+
+    def _release(self, task: Task) -> None:
+        """The worker lets go of ``task``: fold its progress into the segment."""
+        seg = task.seg
+        with self.lock:
+            seg.written = max(seg.written, min(task.pos, seg.end + 1) - seg.start)
+            tasks = self.tasks.get(seg, [])
+            if task in tasks:
+                tasks.remove(task)
+            if not tasks:
+                self.tasks.pop(seg, None)
+            if seg.done:
+                for other in tasks:  # a hedge race is over: stop the loser
+                    other.abort = True
+                    other.kill_connection()
+                self.events.put(("event", ev.SegmentCompleted(seg.start, seg.end)))
+            elif not tasks and not self.stop.is_set():
+                self.pending.append(seg)
+
+    def _all_done(self) -> bool:
+        with self.lock:
+            return all(self._written(s) >= s.length for s in self.segments)
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def _worker(self, first: Optional[Tuple[Task, requests.Response]]) -> None:
+        session = None
+        try:
+            session = self.dl.new_session()
+            if first is not None:
+                self._run_task(session, first[0], first[1])
+            while not self.stop.is_set():
+                task = self._next_task()
+                if task is None:
+                    if self._all_done():
+                        break
+                    self.stop.wait(_TICK)
+                    continue
+                self._run_task(session, task, None)
+        except BaseException as exc:
+            self.events.put(("error", exc))
+        finally:
+            if session is not None:
+                session.close()
+            self.events.put(("exit", threading.current_thread()))
+
+    def _run_task(
+        self, session: requests.Session, task: Task, resp: Optional[requests.Response]
+    ) -> None:
+        policy = self.opts.retry
+        failures = 0
+        progress_mark = task.pos
+        try:
+            while not (task.abort or self.stop.is_set()):
+                if task.pos > task.seg.end:
+                    return
+                try:
+                    if resp is None:
+                        resp = self._request(session, task)
+                    task.response = resp
+                    covered = _response_end(resp)
+                    if stream(resp, self.part.fd, task, self.stop, resp_end=covered):
+                        if task.until_eof:
+                            self._eof(task)
+                        return
+                    # Stopped, or the response covered only part of the segment (the probe):
+                    # the loop asks for the rest on the same connection.
+                except Retryable as exc:
+                    if task.abort or self.stop.is_set():
+                        return
+                    if task.pos > progress_mark:
+                        failures, progress_mark = 0, task.pos
+                    failures += 1
+                    if failures > policy.attempts:
+                        kind = RemoteProtocolError if isinstance(exc, BadResponse) else NetworkError
+                        raise kind(
+                            f"{redact(self.url)}: {exc} (gave up after {policy.attempts} retries)"
+                        ) from None
+                    delay = policy.delay(failures, exc.retry_after)
+                    self.events.put(
+                        ("event", ev.Retrying(task.seg.start, failures, delay, str(exc)))
+                    )
+                    log.info(
+                        "bytes %d-%d: %s; retry %d in %.1fs",
+                        task.pos,
+                        task.seg.end,
+                        exc,
+                        failures,
+                        delay,
+                    )
+                    if not self.ranged:
+                        task.pos = task.base = 0  # a plain stream starts over from the first byte
+                        task.seg.written = 0
+                    self.stop.wait(delay)
+                finally:
+                    task.response = None
+                    if resp is not None:
+                        resp.close()
+                        resp = None
+        finally:
+            self._release(task)
+
+    def _eof(self, task: Task) -> None:
+        """A stream of unknown length ended: its length is now known."""
+        with self.lock:
+            task.seg.end = max(task.pos - 1, task.seg.start - 1)
+
+    def _request(self, session: requests.Session, task: Task) -> requests.Response:
+        if not self.ranged:
+            resp = get(session, self.url, {}, self.dl.timeouts)
+            try:
+                raise_for_status(resp)
+                if resp.status_code != 200:
+                    raise BadResponse(f"unexpected status {resp.status_code}")
+                length = parse_length(resp.headers.get("Content-Length"))
+                if (
+                    self.remote.size is not None
+                    and length is not None
+                    and length != self.remote.size
+                ):
+                    raise RemoteChanged(f"size changed from {self.remote.size} to {length}")
+            except BaseException:
+                resp.close()
+                raise
+            return resp
+        try:
+            return request_range(
+                session, self.url, task.pos, task.seg.end, self.validators, timeout=self.dl.timeouts
+            )
+        except HTTPError as exc:
+            if exc.status in REFRESH_STATUSES and self._refresh(session):
+                return request_range(
+                    session,
+                    self.url,
+                    task.pos,
+                    task.seg.end,
+                    self.validators,
+                    timeout=self.dl.timeouts,
+                )
+            raise
+
+    def _refresh(self, session: requests.Session) -> bool:
+        """Resolve the original URL again once (an expired signed redirect target)."""
+        with self.lock:
+            if self.refreshed or self.url == self.dl.url:
+                return False
+            self.refreshed = True
+        resp = get(session, self.dl.url, {"Range": "bytes=0-0"}, self.dl.timeouts)
+        try:
+            raise_for_status(resp)
+            check_partial(resp.status_code, resp.headers, 0, 0, self.validators)
+        finally:
+            resp.close()
+        log.info("resolved %s again: now %s", redact(self.dl.url), redact(resp.url))
+        self.url = resp.url
+        return True
+
+    # -- the run thread ----------------------------------------------------------------------
+
+    def run(self, first: Optional[requests.Response]) -> int:
+        """Fetch every segment; return the final size. Raises on failure or cancel."""
+        if self.side is not None:
+            self.commit()
+        first_task = None
+        if first is not None:
+            with self.lock:
+                seg = next((s for s in self.pending if s.pos == _response_start(first)), None)
+                if seg is not None:
+                    self.pending.remove(seg)
+                    first_task = self._new_task(seg)
+            if first_task is None:
+                first.close()
+        if not self.pending and first_task is None:
+            count = 0
+        elif not self.ranged:
+            count = 1
+        else:
+            count = self.opts.connections  # more workers than segments steal from the others
+        for i in range(count):
+            arg = (first_task, first) if (i == 0 and first_task is not None) else None
+            t = threading.Thread(
+                target=self._worker, args=(arg,), name=f"accel-worker-{i}", daemon=True
+            )
+            self.workers.append(t)
+            t.start()
+        alive = len(self.workers)
+        error: Optional[BaseException] = None
+        last_commit = time.monotonic()
+        last_sync = last_commit
+        while True:
+            try:
+                kind, payload = self.events.get(timeout=_TICK)
+            except queue.Empty:
+                kind, payload = "", None
+            while kind:
+                if kind == "error" and error is None:
+                    error = payload
+                elif kind == "exit":
+                    alive -= 1
+                elif kind == "event":
+                    self.dl._emit(payload)
+                try:
+                    kind, payload = self.events.get_nowait()
+                except queue.Empty:
+                    kind = ""
+            self._publish()
+            now = time.monotonic()
+            if error is not None or self.dl._cancel.is_set():
+                break
+            if self._all_done():
+                break
+            if alive <= 0:
+                error = AccelError("internal error: all workers stopped before the end")
+                break
+            if self.side is not None and now - last_commit >= self.opts.commit_interval:
+                self.commit()
+                last_commit = now
+            if self.side is not None and now - last_sync >= self.opts.sync_interval:
+                self._start_sync()
+                last_sync = now
+            self._watchdog(now)
+        self._wind_down()
+        self._drain_events()
+        self._publish()
+        if error is None and self.dl._cancel.is_set() and not self._all_done():
+            if self.side is not None:
+                self.commit()
+            raise CancelledError("download cancelled; run again to resume")
+        if error is not None:
+            if isinstance(error, RemoteChanged):
+                raise _Restart(f"the remote file changed ({error})") from None
+            if isinstance(error, RangesUnsupported):
+                raise _Restart(f"{error}", single_stream=True) from None
+            if self.side is not None:
+                self.commit()
+            if isinstance(error, AccelError):
+                raise error
+            raise LocalFileError(f"unexpected error: {error!r}") from error
+        size = max((s.end + 1 for s in self.segments), default=0)
+        if self.segments and self.segments[-1].end == _UNKNOWN_END:
+            size = 0
+        return size
+
+    def _wind_down(self) -> None:
+        self.stop.set()
+        with self.lock:
+            tasks = [t for ts in self.tasks.values() for t in ts]
+        for task in tasks:
+            task.kill_connection()
+        deadline = time.monotonic() + STOP_GRACE
+        for t in self.workers:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                kind, payload = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "event":
+                self.dl._emit(payload)
+
+    def _publish(self) -> None:
+        with self.lock:
+            total = sum(self._written(s) for s in self.segments)
+        delta = total - self.reported
+        self.reported = total
+        now = time.monotonic()
+        t0, b0 = self._last_rate_sample
+        if now - t0 >= 0.5:
+            self.rate = (total - b0) / (now - t0)
+            self._last_rate_sample = (now, total)
+        self.dl._report(delta)
+
+    def _watchdog(self, now: float) -> None:
+        limit = self.opts.low_speed_limit
+        if not limit:
+            return
+        window = self.opts.low_speed_time
+        with self.lock:
+            tasks = [t for ts in self.tasks.values() for t in ts]
+        for task in tasks:
+            if task.response is None or now - task.started < window:
+                continue
+            if task.rate(now) < limit and now - task.last_progress >= 0:
+                log.info(
+                    "connection for bytes %d-%d below %d B/s; reconnecting",
+                    task.pos,
+                    task.seg.end,
+                    limit,
+                )
+                task.started, task.base = now, task.pos
+                task.kill_connection()
+
+    def commit(self) -> None:
+        """Save the sidecar with what is written now (and what is known synced)."""
+        if self.side is None:
+            return
+        if self.sync_each_commit:
+            rows = self._rows()
+            self.part.sync()
+            synced = {s: w for s, _, w, _ in rows}
+            rows = [(s, e, w, w) for s, e, w, _ in rows]
+            with self.lock:
+                self.synced.update(synced)
+        else:
+            rows = self._rows()
+        state.save(
+            self.side,
+            state.Record(
+                redact(self.dl.url),
+                self.remote.size or 0,
+                self.validators.etag,
+                self.validators.last_modified,
+                rows,
+                self.boot,
+            ),
+        )
+
+    def _rows(self) -> List[Tuple[int, int, int, int]]:
+        with self.lock:
+            return [
+                (s.start, s.end, w, min(w, self.synced.get(s.start, 0)))
+                for s in self.segments
+                for w in (self._written(s),)
+            ]
+
+    def _start_sync(self) -> None:
+        if self._syncer is not None and self._syncer.is_alive():
+            return
+
+        def sync() -> None:
+            rows = self._rows()
+            try:
+                self.part.sync()
+            except AccelError as exc:
+                log.warning("%s", exc)
+                return
+            with self.lock:
+                for s, _, w, _ in rows:
+                    self.synced[s] = max(self.synced.get(s, 0), w)
+
+        self._syncer = threading.Thread(target=sync, name="accel-sync", daemon=True)
+        self._syncer.start()
+
+    def release(self) -> None:
+        """Close the part file once no thread can write to it any more."""
+        if self._released:
+            return
+        self._released = True
+        threads = [*self.workers, *([self._syncer] if self._syncer else [])]
+        if all(not t.is_alive() for t in threads):
+            self.part.close()
+            return
+
+        def reap() -> None:  # a worker stuck in a read: close the file when it is gone
+            for t in threads:
+                t.join()
+            self.part.close()
+
+        threading.Thread(target=reap, name="accel-reaper", daemon=True).start()
+
+    def snapshot(self) -> ev.Progress:
+        """Progress for :meth:`Downloader.progress`."""
+        with self.lock:
+            total = self.remote.size
+            written = sum(self._written(s) for s in self.segments)
+            live = sum(len(ts) for ts in self.tasks.values())
+            cells = _segment_map(self.segments, self.tasks, total, self._written)
+        rate = self.rate
+        eta = (total - written) / rate if total is not None and rate > 0 else None
+        return ev.Progress(written, total, rate, eta, live, cells)
+
+
+def _response_start(resp: requests.Response) -> int:
+    if resp.status_code == 200:
+        return 0
+    parsed = parse_content_range(resp.headers.get("Content-Range"))
+    return parsed[0] if parsed else -1
+
+
+def _response_end(resp: requests.Response) -> Optional[int]:
+    """The last offset a validated 206 covers (None for a 200 stream)."""
+    if resp.status_code != 206:
+        return None
+    parsed = parse_content_range(resp.headers.get("Content-Range"))
+    return parsed[1] if parsed else None
+
+
+def _segment_map(
+    segments: List[Segment],
+    tasks: Dict[Segment, List[Task]],
+    total: Optional[int],
+    written: Callable[[Segment], int],
+    width: int = 40,
+) -> str:
+    """A row of cells: ``#`` written, ``>`` in flight, ``.`` missing."""
+    if not total:
+        return ""
+    cells = []
+    for i in range(width):
+        lo, hi = total * i // width, max(total * (i + 1) // width - 1, total * i // width)
+        state_ = "#"
+        for seg in segments:
+            if seg.end < lo or seg.start > hi:
+                continue
+            done_to = seg.start + written(seg) - 1
+            if done_to < hi:
+                state_ = ">" if seg in tasks else "."
+                if state_ == ".":
+                    break
+        cells.append(state_)
+    return "".join(cells)
+
+
+__all__ = ["CHUNK", "Downloader", "check_url", "redact"]

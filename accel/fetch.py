@@ -1,0 +1,246 @@
+"""One worker fetching one range: request, validate, then stream into the file.
+
+Nothing of a response is written before :func:`accel.remote.check_partial` accepted it.
+The hot loop does one ``read1`` and one ``os.pwrite`` per chunk, with no lock: the
+worker's position lives in its own :class:`Task`, which the orchestrator reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Callable, Mapping, Optional
+
+import requests
+import urllib3
+
+from .exceptions import HTTPError, NetworkError
+from .planner import Segment
+from .remote import (
+    BadResponse,
+    RangesUnsupported,
+    RemoteChanged,
+    Retryable,
+    Validators,
+    check_partial,
+    parse_retry_after,
+)
+from .storage import local_error
+
+log = logging.getLogger(__name__)
+
+#: Largest single read; a steal never splits closer than this to a worker's position.
+CHUNK = 1024 * 1024
+#: Statuses that may mean an expired signed URL: the original URL is resolved again once.
+REFRESH_STATUSES = frozenset({401, 403, 404, 410})
+
+_NETWORK_ERRORS = (
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
+
+
+class Task:
+    """One worker's claim on a segment.
+
+    ``pos`` is written only by the worker (after each write returns), read by anyone.
+    ``abort`` is set by the orchestrator to make the worker let go of the segment.
+    """
+
+    __slots__ = ("abort", "base", "last_progress", "pos", "response", "seg", "started", "until_eof")
+
+    def __init__(self, seg: Segment, pos: int, *, until_eof: bool = False) -> None:
+        self.seg = seg
+        self.pos = pos
+        self.base = pos
+        self.abort = False
+        self.response: Optional[requests.Response] = None
+        self.until_eof = until_eof
+        self.started = self.last_progress = time.monotonic()
+
+    def rate(self, now: float) -> float:
+        """Average bytes/s since the task started."""
+        elapsed = now - self.started
+        return (self.pos - self.base) / elapsed if elapsed > 0 else 0.0
+
+    def kill_connection(self) -> None:
+        """Shut the socket of the current response down, waking a blocked read (any thread)."""
+        resp = self.response
+        if resp is None:
+            return
+        conn = getattr(resp.raw, "connection", None) or getattr(resp.raw, "_connection", None)
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def request_range(
+    session: requests.Session,
+    url: str,
+    start: int,
+    end: Optional[int],
+    validators: Optional[Validators],
+    *,
+    timeout: tuple,
+) -> requests.Response:
+    """GET ``bytes=start-end`` (``end`` None: to the end) and validate the answer.
+
+    Returns a streaming 206 response that passed :func:`check_partial`. Raises
+    :class:`RemoteChanged` for a 200 to a request with ``If-Range`` (the file changed),
+    :class:`RangesUnsupported` for a 200 without it, :class:`Retryable` for transient
+    failures, :class:`HTTPError` for a final error status.
+    """
+    headers = {"Range": f"bytes={start}-{'' if end is None else end}"}
+    if_range = validators.if_range if validators else None
+    if if_range:
+        headers["If-Range"] = if_range
+    resp = get(session, url, headers, timeout)
+    try:
+        if resp.status_code == 416:
+            raise RemoteChanged(f"range {start}- is not satisfiable any more")
+        raise_for_status(resp)
+        try:
+            check_partial(resp.status_code, resp.headers, start, end, validators)
+        except RangesUnsupported:
+            if if_range and resp.status_code == 200:
+                raise RemoteChanged(
+                    "the server sent the whole file for If-Range: it changed"
+                ) from None
+            raise
+    except BaseException:
+        resp.close()
+        raise
+    return resp
+
+
+def get(
+    session: requests.Session, url: str, headers: Mapping[str, str], timeout: tuple
+) -> requests.Response:
+    """A streaming GET; transient failures become :class:`Retryable`.
+
+    Connect failures were already retried by urllib3 and become :class:`NetworkError`.
+    """
+    try:
+        return session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=True)
+    except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as exc:
+        raise NetworkError(f"cannot connect to {_host(url)}: {_reason(exc)}") from exc
+    except requests.exceptions.ConnectionError as exc:
+        reason = exc.args[0] if exc.args else None
+        if isinstance(reason, urllib3.exceptions.MaxRetryError) and isinstance(
+            reason.reason,
+            (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError),
+        ):
+            raise NetworkError(f"cannot connect to {_host(url)}: {_reason(exc)}") from exc
+        raise Retryable(f"connection failed: {_reason(exc)}") from exc
+    except requests.exceptions.TooManyRedirects as exc:
+        raise HTTPError(f"too many redirects for {url}", url=url) from exc
+    except requests.exceptions.InvalidURL as exc:
+        raise HTTPError(f"bad redirect from {url}: {exc}", url=url) from exc
+    except _NETWORK_ERRORS as exc:
+        raise Retryable(f"request failed: {_reason(exc)}") from exc
+
+
+def raise_for_status(resp: requests.Response) -> None:
+    """Raise :class:`HTTPError` (or :class:`Retryable` for 429/5xx) for an error status."""
+    status = resp.status_code
+    if status < 400:
+        return
+    reason = f"HTTP {status} {resp.reason or ''}".strip()
+    if status in (429, 500, 502, 503, 504):
+        # urllib3 already retried these; the caller's loop may try once more later.
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"), cap=60.0)
+        raise Retryable(f"{reason} from {resp.url}", retry_after=retry_after)
+    raise HTTPError(f"{reason} from {resp.url}", status=status, url=resp.url)
+
+
+def stream(
+    resp: requests.Response,
+    fd: int,
+    task: Task,
+    stop: threading.Event,
+    *,
+    resp_end: Optional[int] = None,
+    chunk: int = CHUNK,
+    throttle: Optional[Callable[[int], None]] = None,
+) -> bool:
+    """Copy the body of ``resp`` into ``fd`` from ``task.pos`` up to ``task.seg.end``.
+
+    ``resp_end`` is the last offset the response covers when it may stop short of the
+    segment's end. Returns True when the segment's end was reached (or, for ``until_eof``
+    tasks, the body ended), False when told to stop or when the response is used up. A
+    body that ends early raises :class:`Retryable`.
+    """
+    raw = resp.raw
+    read1 = getattr(raw, "read1", None)
+    seg = task.seg
+    pos = task.pos
+    while True:
+        end = seg.end  # may shrink while we run (work stealing); never below pos + chunk
+        if pos > end:
+            return True
+        if resp_end is not None and pos > resp_end:
+            return False
+        if resp_end is not None and resp_end < end:
+            end = resp_end
+        if task.abort or stop.is_set():
+            return False
+        want = min(chunk, end + 1 - pos)
+        if throttle is not None:
+            throttle(want)
+        try:
+            data = (
+                read1(want, decode_content=False)
+                if read1
+                else raw.read(min(want, 65536), decode_content=False)
+            )
+        except _NETWORK_ERRORS as exc:
+            if task.abort or stop.is_set():
+                return False
+            raise Retryable(f"connection lost at byte {pos}: {_reason(exc)}") from exc
+        if not data:
+            if task.abort or stop.is_set():
+                return False
+            if task.until_eof:
+                return True
+            raise BadResponse(f"body ended early at byte {pos} of {seg.start}-{end}")
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.pwrite(fd, view, pos)
+                view = view[n:]
+                pos += n
+        except OSError as exc:
+            raise local_error(exc, "cannot write the download") from exc
+        task.pos = pos
+        task.last_progress = time.monotonic()
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc.rsplit("@", 1)[-1]
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost readable reason of a requests/urllib3 error chain."""
+    seen = set()
+    cur: Optional[BaseException] = exc
+    best = str(exc)
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        inner = getattr(cur, "reason", None) or (cur.args[0] if cur.args else None)
+        if isinstance(inner, BaseException):
+            cur = inner
+            best = str(cur) or best
+            continue
+        break
+    if isinstance(cur, OSError) and cur.strerror:
+        return cur.strerror
+    return best

@@ -1,0 +1,64 @@
+"""The validated, immutable settings of one download."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Tuple, Union
+
+from .exceptions import UsageError
+from .planner import DEFAULT_MIN_SEGMENT
+from .transport import RetryPolicy
+
+MAX_CONNECTIONS = 64
+#: Headers accel manages itself; a caller may not set them.
+RESERVED_HEADERS = frozenset({"range", "if-range", "accept-encoding", "host", "content-length"})
+
+
+@dataclass(frozen=True)
+class Options:
+    """Settings for a :class:`accel.Downloader`; every field is checked on creation."""
+
+    connections: int = 8
+    headers: Tuple[Tuple[str, str], ...] = ()
+    timeout: float = 30.0
+    connect_timeout: float = 15.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    force: bool = False
+    verify: Union[bool, str] = True
+    min_split: int = DEFAULT_MIN_SEGMENT
+    #: Seconds between sidecar saves (a crash of the process loses at most this much).
+    commit_interval: float = 1.0
+    #: Seconds between fdatasync calls that make progress survive power loss.
+    sync_interval: float = 30.0
+    #: A connection slower than this (bytes/s) for ``low_speed_time`` seconds is replaced.
+    low_speed_limit: int = 0
+    low_speed_time: float = 10.0
+    #: An idle worker races a segment whose estimated time left exceeds this (seconds).
+    hedge_after: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.connections, int) or not 1 <= self.connections <= MAX_CONNECTIONS:
+            raise UsageError(f"connections must be an integer from 1 to {MAX_CONNECTIONS}")
+        for name in ("timeout", "connect_timeout", "commit_interval", "sync_interval"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise UsageError(f"{name} must be a positive number of seconds")
+        if self.min_split < 1:
+            raise UsageError("min_split must be >= 1")
+        if self.low_speed_limit < 0 or self.low_speed_time <= 0 or self.hedge_after <= 0:
+            raise UsageError("low_speed_limit must be >= 0, low_speed_time and hedge_after > 0")
+        for name, value in self.headers:
+            if not name or any(c in name for c in ":\r\n ") or "\n" in value or "\r" in value:
+                raise UsageError(f"invalid header {name!r}")
+            if name.lower() in RESERVED_HEADERS:
+                raise UsageError(f"header {name} is managed by accel and cannot be set")
+
+
+def normalize_headers(
+    headers: Optional[Union[Mapping[str, str], Tuple[Tuple[str, str], ...]]],
+) -> Tuple[Tuple[str, str], ...]:
+    """Headers as a tuple of (name, value) pairs."""
+    if not headers:
+        return ()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return tuple((str(k).strip(), str(v).strip()) for k, v in items)

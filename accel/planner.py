@@ -1,0 +1,196 @@
+"""Pure planning of byte ranges: no I/O, no clocks, no threads.
+
+Ranges are inclusive, as in HTTP (``bytes=start-end``). A download of ``size`` bytes is a
+list of segments that tile ``[0, size)`` exactly: sorted, no overlap, no gap. Each segment
+knows how many of its leading bytes are written; work stealing splits the unwritten tail
+of one segment into two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+KiB = 1024
+MiB = 1024 * KiB
+
+#: Smallest segment the planner creates up front (a 10 KiB file gets one connection).
+DEFAULT_MIN_SEGMENT = 1 * MiB
+#: Split points are rounded to this, so writes stay page aligned.
+ALIGN = 64 * KiB
+
+
+@dataclass(frozen=True)
+class Range:
+    """An inclusive byte range ``[start, end]``."""
+
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        """Number of bytes in the range."""
+        return self.end - self.start + 1
+
+    def header(self) -> str:
+        """The value of an HTTP ``Range`` header asking for this range."""
+        return f"bytes={self.start}-{self.end}"
+
+
+class Segment:
+    """A range being downloaded; ``written`` counts its leading bytes already on disk.
+
+    ``end`` only ever shrinks (when another worker steals the tail) and ``written`` only
+    grows. A single attribute read is atomic, so a worker may read ``end`` without a lock;
+    changes to ``end`` happen under the scheduler's lock, at least one read ahead of the
+    owner's position (see :func:`steal_point`).
+    """
+
+    __slots__ = ("end", "start", "written")
+
+    def __init__(self, start: int, end: int, written: int = 0) -> None:
+        self.start = start
+        self.end = end
+        self.written = written
+
+    @property
+    def pos(self) -> int:
+        """Offset of the next byte to fetch."""
+        return self.start + self.written
+
+    @property
+    def length(self) -> int:
+        """Number of bytes the segment spans."""
+        return self.end - self.start + 1
+
+    @property
+    def remaining(self) -> int:
+        """Bytes still to fetch."""
+        return max(0, self.end + 1 - self.pos)
+
+    @property
+    def done(self) -> bool:
+        """True when every byte of the segment is written."""
+        return self.pos > self.end
+
+    def as_range(self) -> Range:
+        """The whole span as a :class:`Range`."""
+        return Range(self.start, self.end)
+
+    def __repr__(self) -> str:
+        return f"Segment({self.start}, {self.end}, written={self.written})"
+
+
+def plan(size: int, connections: int, min_segment: int = DEFAULT_MIN_SEGMENT) -> List[Range]:
+    """Split ``size`` bytes into at most ``connections`` near-equal ranges.
+
+    No range is smaller than ``min_segment`` unless the whole file is. A 0-byte file has
+    no ranges.
+    """
+    if size < 0:
+        raise ValueError("size must be >= 0")
+    if connections < 1:
+        raise ValueError("connections must be >= 1")
+    if size == 0:
+        return []
+    count = max(1, min(connections, size // max(1, min_segment)))
+    bounds = [_align(size * i // count) for i in range(count)] + [size]
+    return [Range(a, b - 1) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def _align(offset: int) -> int:
+    return offset - offset % ALIGN if offset > ALIGN else offset
+
+
+def check_tiling(size: int, ranges: Sequence[Tuple[int, int]]) -> None:
+    """Raise ValueError unless ``ranges`` (inclusive, sorted) tile ``[0, size)`` exactly."""
+    expected = 0
+    for start, end in ranges:
+        if start != expected or end < start:
+            raise ValueError(f"ranges do not tile [0, {size}): {start}-{end} after {expected}")
+        expected = end + 1
+    if expected != size:
+        raise ValueError(f"ranges cover [0, {expected}) instead of [0, {size})")
+
+
+def missing(segments: Iterable[Segment]) -> List[Range]:
+    """The unwritten ranges of ``segments``, sorted and coalesced."""
+    holes: List[Range] = []
+    for seg in sorted(segments, key=lambda s: s.start):
+        if seg.done:
+            continue
+        if holes and holes[-1].end + 1 == seg.pos:
+            holes[-1] = Range(holes[-1].start, seg.end)
+        else:
+            holes.append(Range(seg.pos, seg.end))
+    return holes
+
+
+def resume_plan(
+    size: int,
+    segments: Iterable[Segment],
+    connections: int,
+    min_segment: int = DEFAULT_MIN_SEGMENT,
+) -> List[Segment]:
+    """Segments for a new run that continues ``segments`` from an earlier one.
+
+    Written bytes become completed segments (coalesced); the holes are split further until
+    there are ``connections`` of them or they reach ``min_segment``. The result tiles
+    ``[0, size)``.
+    """
+    segments = sorted(segments, key=lambda s: s.start)
+    check_tiling(size, [(s.start, s.end) for s in segments])
+    holes = missing(segments)
+    # Split the largest hole while that gives connections something to do.
+    while len(holes) < connections:
+        largest = max(holes, key=lambda r: r.length, default=None)
+        if largest is None or largest.length < 2 * min_segment:
+            break
+        mid = _align(largest.start + largest.length // 2)
+        if mid <= largest.start:
+            break
+        i = holes.index(largest)
+        holes[i : i + 1] = [Range(largest.start, mid - 1), Range(mid, largest.end)]
+    result: List[Segment] = []
+    cursor = 0
+    for hole in holes:
+        if hole.start > cursor:
+            result.append(_done(cursor, hole.start - 1))
+        result.append(Segment(hole.start, hole.end))
+        cursor = hole.end + 1
+    if cursor < size:
+        result.append(_done(cursor, size - 1))
+    return result
+
+
+def _done(start: int, end: int) -> Segment:
+    return Segment(start, end, end - start + 1)
+
+
+def fresh_plan(
+    size: int, connections: int, min_segment: int = DEFAULT_MIN_SEGMENT
+) -> List[Segment]:
+    """Segments for a new download."""
+    return [Segment(r.start, r.end) for r in plan(size, connections, min_segment)]
+
+
+def steal_point(pos: int, end: int, min_split: int) -> Optional[int]:
+    """Where to split the unwritten ``[pos, end]`` of a segment for another worker, or None.
+
+    The split leaves the owner at least ``min_split`` bytes ahead of its position ``pos``,
+    so an owner in the middle of writing one read (at most ``min_split`` bytes) never
+    crosses its new end. The thief gets ``[point, end]``, at least ``min_split // 2`` bytes.
+    """
+    remaining = end + 1 - pos
+    if min_split < 1 or remaining < 2 * min_split:
+        return None
+    point = _align_up(pos + remaining // 2)
+    if point - pos < min_split or end + 1 - point < min_split // 2:
+        point = pos + remaining // 2
+    if point - pos < min_split or point > end:
+        return None
+    return point
+
+
+def _align_up(offset: int) -> int:
+    return offset + (-offset % ALIGN)

@@ -1,0 +1,122 @@
+"""Terminal progress for the command line: a tqdm bar on a terminal, a summary line otherwise.
+
+Every method runs on the download's run thread (callbacks are never concurrent), so one
+thread alone updates the bar.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional, TextIO
+
+from tqdm import tqdm
+
+from . import events as ev
+
+
+def human_size(n: float) -> str:
+    """``1536`` -> ``1.5 KiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"  # pragma: no cover
+
+
+class Reporter:
+    """Turns a download's events into terminal output on ``stream``.
+
+    ``bar``: draw a live tqdm bar (stream is a terminal); otherwise print one summary line
+    per file unless ``quiet``. ``snapshot`` returns the download's current
+    :class:`~accel.events.Progress` for the connection count and the segment map.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        bar: bool,
+        quiet: bool = False,
+        snapshot: Optional[Callable[[], Optional[ev.Progress]]] = None,
+        label: str = "",
+    ) -> None:
+        self.stream = stream
+        self.show_bar = bar and not quiet
+        self.quiet = quiet
+        self.snapshot = snapshot
+        self.label = label
+        self._bar: Optional[tqdm] = None
+        self._started = time.monotonic()
+        self._resumed = 0
+        self._last_postfix = 0.0
+
+    def on_event(self, event: ev.Event) -> None:
+        """Handle a lifecycle event."""
+        if isinstance(event, ev.Started):
+            self._started = time.monotonic()
+            self._resumed = event.resumed
+            self.label = self.label or event.path.name
+            if self.show_bar:
+                self._close_bar()
+                self._bar = tqdm(
+                    total=event.size,
+                    initial=event.resumed,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=_shorten(self.label, 24),
+                    file=self.stream,
+                    dynamic_ncols=True,
+                    leave=True,
+                    mininterval=0.2,
+                )
+        elif isinstance(event, ev.Restarted):
+            if self._bar is not None:
+                self._bar.write(f"accel: restarting: {event.reason}", file=self.stream)
+            elif not self.quiet:
+                self._line(f"accel: restarting: {event.reason}")
+        elif isinstance(event, ev.Completed):
+            self._close_bar()
+            if not self.quiet and not self.show_bar:
+                elapsed = max(1e-6, time.monotonic() - self._started)
+                fetched = max(0, event.size - self._resumed)
+                self._line(
+                    f"accel: saved {event.path} ({human_size(event.size)} in {elapsed:.1f}s, "
+                    f"{human_size(fetched / elapsed)}/s)"
+                )
+        elif isinstance(event, ev.AlreadyComplete):
+            if not self.quiet:
+                self._line(f"accel: {event.path} is already complete")
+        elif isinstance(event, ev.Failed):
+            self._close_bar()
+
+    def on_progress(self, delta: int) -> None:
+        """Advance the bar by ``delta`` bytes."""
+        if self._bar is None:
+            return
+        self._bar.update(delta)
+        now = time.monotonic()
+        if self.snapshot is not None and now - self._last_postfix >= 0.5:
+            self._last_postfix = now
+            snap = self.snapshot()
+            if snap is not None:
+                self._bar.set_postfix_str(
+                    f"{snap.connections} conn [{snap.segment_map}]", refresh=False
+                )
+
+    def close(self) -> None:
+        """Finish the bar (if any)."""
+        self._close_bar()
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _line(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

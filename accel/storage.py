@@ -1,0 +1,183 @@
+"""The sparse ``NAME.part`` file: positioned writes, flushes and the final rename."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Optional
+
+from .exceptions import InsufficientSpaceError, LocalFileError, OutputExistsError
+
+log = logging.getLogger(__name__)
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def local_error(exc: OSError, what: str) -> LocalFileError:
+    """A one-line :class:`LocalFileError` for ``exc`` raised while doing ``what``."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ELOOP:
+        reason = "it is a symlink; refusing to follow it"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientSpaceError(f"{what}: {reason}")
+    return LocalFileError(f"{what}: {reason}")
+
+
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory so a rename in it is durable (best effort where unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some file systems cannot fsync a directory
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+class PartFile:
+    """An open ``.part`` file of a fixed size (or growing, when the size is unknown)."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+
+    @classmethod
+    def create(cls, path: Path, size: Optional[int]) -> PartFile:
+        """Create ``path`` (replacing an old ``.part``) as a sparse file of ``size`` bytes."""
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # never truncate through a planted symlink: remove the link
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o644)
+        except OSError as exc:
+            raise local_error(exc, f"cannot create {path}") from exc
+        try:
+            if size:
+                os.ftruncate(fd, size)
+        except OSError as exc:
+            os.close(fd)
+            raise local_error(exc, f"cannot size {path}") from exc
+        return cls(path, fd)
+
+    @classmethod
+    def open_existing(cls, path: Path) -> PartFile:
+        """Open an existing ``.part`` file for resuming, refusing symlinks."""
+        try:
+            fd = os.open(path, os.O_RDWR | _NOFOLLOW | _CLOEXEC)
+        except OSError as exc:
+            raise local_error(exc, f"cannot open {path}") from exc
+        return cls(path, fd)
+
+    @property
+    def fd(self) -> int:
+        """The file descriptor (for ``os.pwrite`` in the hot path)."""
+        return self._fd
+
+    def write_at(self, data: memoryview | bytes, offset: int) -> None:
+        """Write all of ``data`` at ``offset``."""
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.pwrite(self._fd, view, offset)
+                view = view[n:]
+                offset += n
+        except OSError as exc:
+            raise local_error(exc, f"cannot write {self.path}") from exc
+
+    def sync(self) -> None:
+        """Flush written data to stable storage."""
+        try:
+            if hasattr(os, "fdatasync"):
+                os.fdatasync(self._fd)
+            else:  # pragma: no cover - macOS
+                os.fsync(self._fd)
+        except OSError as exc:
+            raise local_error(exc, f"cannot flush {self.path}") from exc
+
+    def truncate(self, size: int) -> None:
+        """Set the file's size (used when the final size of a stream becomes known)."""
+        try:
+            os.ftruncate(self._fd, size)
+        except OSError as exc:
+            raise local_error(exc, f"cannot size {self.path}") from exc
+
+    def close(self) -> None:
+        """Close the file; safe to call twice."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+
+def check_free_space(directory: Path, needed: int) -> None:
+    """Raise :class:`InsufficientSpaceError` if ``directory`` cannot hold ``needed`` more bytes."""
+    if needed <= 0:
+        return
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return
+    if free < needed:
+        raise InsufficientSpaceError(
+            f"not enough space in {directory}: {_human(needed)} needed, {_human(free)} free"
+        )
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def finalize(part: Path, dest: Path, *, force: bool = False, mtime: Optional[float] = None) -> None:
+    """Move the finished ``part`` to ``dest``; replace an existing ``dest`` only if ``force``."""
+    try:
+        if force:
+            os.replace(part, dest)
+        else:
+            _link_into_place(part, dest)
+        if mtime is not None:
+            os.utime(dest, (mtime, mtime), follow_symlinks=False)
+        fsync_dir(dest.parent)
+    except OSError as exc:
+        raise local_error(exc, f"cannot move {part} to {dest}") from exc
+
+
+def _link_into_place(part: Path, dest: Path) -> None:
+    try:
+        os.link(part, dest, follow_symlinks=False)
+    except FileExistsError:
+        if not _same_file(part, dest):
+            raise OutputExistsError(f"{dest} already exists; use --force to replace it") from None
+    except OSError as exc:
+        if exc.errno not in (
+            errno.EPERM,
+            errno.EXDEV,
+            errno.ENOTSUP,
+            errno.EOPNOTSUPP,
+            errno.EMLINK,
+        ):
+            raise
+        # No hard links here (FAT, some network file systems): check, then rename.
+        if os.path.lexists(dest):
+            raise OutputExistsError(f"{dest} already exists; use --force to replace it") from None
+        os.rename(part, dest)
+        return
+    os.unlink(part)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        sa, sb = os.lstat(a), os.lstat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)

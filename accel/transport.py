@@ -1,0 +1,172 @@
+"""HTTP sessions and the retry policy.
+
+Connect errors and retryable statuses (429, 5xx) are retried inside urllib3 through
+:class:`urllib3.util.Retry` (``Retry-After`` honoured, capped); errors in the middle of a
+body are retried by the per-segment loop in :mod:`accel.fetch` with :class:`RetryPolicy`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Union
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from . import __version__
+from .exceptions import InsecureRedirectError
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"accel/{__version__}"
+#: Headers that carry credentials: never sent to another origin after a redirect.
+SENSITIVE_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry. Immutable; share it freely.
+
+    ``attempts`` counts consecutive failures of one range without progress; any progress
+    resets the count. Delays grow as ``backoff * 2**n`` up to ``backoff_max``, with up to
+    ``jitter`` (a fraction) of random spread; a server's ``Retry-After`` wins, up to
+    ``retry_after_cap`` seconds.
+    """
+
+    attempts: int = 5
+    backoff: float = 0.5
+    backoff_max: float = 20.0
+    jitter: float = 0.5
+    retry_after_cap: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 0:
+            raise ValueError("attempts must be >= 0")
+        if self.backoff < 0 or self.backoff_max < 0 or not 0 <= self.jitter <= 1:
+            raise ValueError("backoff values must be >= 0 and jitter within [0, 1]")
+
+    def delay(
+        self,
+        failures: int,
+        retry_after: Optional[float] = None,
+        rng: Callable[[], float] = random.random,
+    ) -> float:
+        """Seconds to wait before attempt number ``failures + 1``."""
+        if retry_after is not None:
+            return min(max(0.0, retry_after), self.retry_after_cap)
+        base = min(self.backoff_max, self.backoff * (2 ** max(0, failures - 1)))
+        return base * (1 - self.jitter * rng())
+
+    def urllib3_retry(self, on_throttle: Optional[Callable[[], None]] = None) -> Retry:
+        """The equivalent :class:`Retry` for connect errors and retryable statuses."""
+        return _Retry(
+            total=None,
+            connect=self.attempts,
+            read=0,
+            redirect=20,
+            status=self.attempts,
+            other=0,
+            allowed_methods=None,
+            status_forcelist=RETRY_STATUSES,
+            backoff_factor=self.backoff,
+            backoff_max=self.backoff_max,
+            backoff_jitter=self.backoff * self.jitter,
+            raise_on_status=False,
+            raise_on_redirect=False,
+            respect_retry_after_header=True,
+            retry_after_cap=self.retry_after_cap,
+            on_throttle=on_throttle,
+        )
+
+
+class _Retry(Retry):
+    """Retry with a capped Retry-After and a hook that sees 429/503 answers."""
+
+    def __init__(
+        self,
+        *args: Any,
+        retry_after_cap: float = 60.0,
+        on_throttle: Optional[Callable[[], None]] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_after_cap = retry_after_cap
+        self.on_throttle = on_throttle
+
+    def new(self, **kw: Any) -> _Retry:
+        new = super().new(**kw)
+        new.retry_after_cap = self.retry_after_cap
+        new.on_throttle = self.on_throttle
+        return new
+
+    def get_retry_after(self, response: Any) -> Optional[float]:
+        value = super().get_retry_after(response)
+        return None if value is None else min(value, self.retry_after_cap)
+
+    def increment(
+        self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None
+    ):  # type: ignore[override]
+        if response is not None and response.status in (429, 503) and self.on_throttle:
+            try:
+                self.on_throttle()
+            except Exception:  # a hook must never break a retry
+                log.exception("throttle hook failed")
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+def origin(url: str) -> tuple:
+    """(scheme, host, port) of ``url`` with default ports filled in."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+class Session(requests.Session):
+    """A requests session that is strict about redirects.
+
+    Credentials (``Authorization``, ``Proxy-Authorization``, ``Cookie`` headers, including
+    ones set by the caller) are dropped when a redirect leaves the original origin, and a
+    redirect from https to http is refused.
+    """
+
+    def rebuild_auth(
+        self, prepared_request: requests.PreparedRequest, response: requests.Response
+    ) -> None:
+        old, new = response.request.url or "", prepared_request.url or ""
+        if urlsplit(old).scheme == "https" and urlsplit(new).scheme == "http":
+            raise InsecureRedirectError(
+                f"refusing redirect from https to http: {new}", status=response.status_code, url=new
+            )
+        if origin(old) != origin(new):
+            for name in SENSITIVE_HEADERS:
+                prepared_request.headers.pop(name, None)
+        super().rebuild_auth(prepared_request, response)
+
+
+def new_session(
+    *,
+    headers: Optional[Mapping[str, str]] = None,
+    verify: Union[bool, str] = True,
+    retry: RetryPolicy = RetryPolicy(),
+    on_throttle: Optional[Callable[[], None]] = None,
+    pool_size: int = 1,
+) -> requests.Session:
+    """A session for one worker thread: keep-alive, identity encoding, retries."""
+    session = Session()
+    adapter = HTTPAdapter(
+        pool_connections=1, pool_maxsize=pool_size, max_retries=retry.urllib3_retry(on_throttle)
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    if headers:
+        session.headers.update(headers)
+    # Bytes are stored exactly as served: never ask for a compressed encoding.
+    session.headers["Accept-Encoding"] = "identity"
+    session.verify = verify
+    return session

@@ -33,6 +33,7 @@ from .exceptions import (
     UsageError,
 )
 from .fetch import CHUNK, REFRESH_STATUSES, Task, get, raise_for_status, request_range, stream
+from .limits import RateLimiter
 from .names import name_from_url
 from .options import Options, normalize_headers
 from .planner import Segment, fresh_plan, resume_plan, steal_point
@@ -61,6 +62,8 @@ MAX_RESTARTS = 3
 #: Seconds the run thread waits for workers to wind down after cancel or error.
 STOP_GRACE = 1.0
 _TICK = 0.05
+#: How long a 429/503 keeps the number of connections lowered.
+THROTTLE_PERIOD = 30.0
 _UNKNOWN_END = 2**63 - 2
 
 SessionFactory = Callable[[], requests.Session]
@@ -537,6 +540,8 @@ class _Transfer:
         self._last_rate_sample: Tuple[float, int] = (time.monotonic(), self.reported)
         self.rate = 0.0
         self._syncer: Optional[threading.Thread] = None
+        self.cap = self.opts.connections  # lowered for a while after 429/503
+        self.cap_until = 0.0
         self._released = False
         # Without a boot id, a record cannot tell a process crash from a power loss:
         # then every commit syncs the data first, so "written" is always "synced".
@@ -550,17 +555,52 @@ class _Transfer:
             best = max(best, t.pos - seg.start)
         return min(best, seg.length)
 
-    def _new_task(self, seg: Segment, pos: Optional[int] = None) -> Task:
+    def _new_task(
+        self, seg: Segment, pos: Optional[int] = None, *, force: bool = False
+    ) -> Optional[Task]:
+        """A task for ``seg`` (under lock), or None when the host has no free connection slot."""
+        host = None
+        slots = self.opts.host_slots
+        if slots is not None:
+            netloc = urlsplit(self.url).netloc
+            if slots.try_acquire(netloc):
+                host = netloc
+            elif not force:
+                return None
         task = Task(seg, seg.pos if pos is None else pos, until_eof=seg.end == _UNKNOWN_END)
+        task.host = host
         self.tasks.setdefault(seg, []).append(task)
         return task
 
+    def throttle(self) -> None:
+        """The server said 429/503: use one connection fewer for a while (worker threads)."""
+        with self.lock:
+            live = sum(len(ts) for ts in self.tasks.values())
+            cap = max(1, min(self.cap, live) - 1)
+            if cap < self.cap:
+                log.info("server is overloaded (429/503): using at most %d connections", cap)
+            self.cap = cap
+            self.cap_until = time.monotonic() + THROTTLE_PERIOD
+
+    def _over_cap(self, extra: int = 0) -> bool:
+        """Whether the live connections (plus ``extra``) exceed the current cap (under lock)."""
+        if self.cap < self.opts.connections and time.monotonic() >= self.cap_until:
+            self.cap = self.opts.connections
+        return sum(len(ts) for ts in self.tasks.values()) + extra > self.cap
+
     def _next_task(self) -> Optional[Task]:
         with self.lock:
+            if self._over_cap(extra=1):
+                return None
             while self.pending:
-                seg = self.pending.popleft()
-                if not seg.done and not self.tasks.get(seg):
-                    return self._new_task(seg)
+                seg = self.pending[0]
+                if seg.done or self.tasks.get(seg):
+                    self.pending.popleft()
+                    continue
+                task = self._new_task(seg)
+                if task is not None:
+                    self.pending.popleft()
+                return task
             if not self.ranged:
                 return None
             return self._steal() or self._hedge()
@@ -587,11 +627,14 @@ class _Transfer:
         if point is None:
             return None
         new = Segment(point, victim.end)
+        task = self._new_task(new)
+        if task is None:
+            return None
         victim.end = point - 1
         self.segments.append(new)
         self.segments.sort(key=lambda s: s.start)
         log.debug("stole %d-%d from segment at %d", new.start, new.end, victim.start)
-        return self._new_task(new)
+        return task
 
     def _hedge(self) -> Optional[Task]:
         now = time.monotonic()
@@ -625,6 +668,8 @@ class _Transfer:
             tasks = self.tasks.get(seg, [])
             if task in tasks:
                 tasks.remove(task)
+                if task.host is not None and self.opts.host_slots is not None:
+                    self.opts.host_slots.release(task.host)
             if not tasks:
                 self.tasks.pop(seg, None)
             if seg.done:
@@ -644,7 +689,7 @@ class _Transfer:
     def _worker(self, first: Optional[Tuple[Task, requests.Response]]) -> None:
         session = None
         try:
-            session = self.dl.new_session()
+            session = self.dl.new_session(on_throttle=self.throttle)
             if first is not None:
                 self._run_task(session, first[0], first[1])
             while not self.stop.is_set():
@@ -672,12 +717,20 @@ class _Transfer:
             while not (task.abort or self.stop.is_set()):
                 if task.pos > task.seg.end:
                     return
+                if resp is None:
+                    with self.lock:
+                        if self._over_cap():
+                            return  # throttled: hand the segment back for later
                 try:
                     if resp is None:
                         resp = self._request(session, task)
                     task.response = resp
                     covered = _response_end(resp)
-                    if stream(resp, self.part.fd, task, self.stop, resp_end=covered):
+                    limiter = self.opts.limit_rate
+                    assert limiter is None or isinstance(limiter, RateLimiter)
+                    if stream(
+                        resp, self.part.fd, task, self.stop, resp_end=covered, limiter=limiter
+                    ):
                         if task.until_eof:
                             self._eof(task)
                         return
@@ -785,7 +838,7 @@ class _Transfer:
                 seg = next((s for s in self.pending if s.pos == _response_start(first)), None)
                 if seg is not None:
                     self.pending.remove(seg)
-                    first_task = self._new_task(seg)
+                    first_task = self._new_task(seg, force=True)
             if first_task is None:
                 first.close()
         if not self.pending and first_task is None:

@@ -12,12 +12,13 @@ import os
 import socket
 import threading
 import time
-from typing import Callable, Mapping, Optional
+from typing import Mapping, Optional
 
 import requests
 import urllib3
 
 from .exceptions import HTTPError, NetworkError
+from .limits import RateLimiter
 from .planner import Segment
 from .remote import (
     BadResponse,
@@ -51,7 +52,17 @@ class Task:
     ``abort`` is set by the orchestrator to make the worker let go of the segment.
     """
 
-    __slots__ = ("abort", "base", "last_progress", "pos", "response", "seg", "started", "until_eof")
+    __slots__ = (
+        "abort",
+        "base",
+        "host",
+        "last_progress",
+        "pos",
+        "response",
+        "seg",
+        "started",
+        "until_eof",
+    )
 
     def __init__(self, seg: Segment, pos: int, *, until_eof: bool = False) -> None:
         self.seg = seg
@@ -60,6 +71,7 @@ class Task:
         self.abort = False
         self.response: Optional[requests.Response] = None
         self.until_eof = until_eof
+        self.host: Optional[str] = None  # the HostSlots slot this task holds, if any
         self.started = self.last_progress = time.monotonic()
 
     def rate(self, now: float) -> float:
@@ -168,7 +180,7 @@ def stream(
     *,
     resp_end: Optional[int] = None,
     chunk: int = CHUNK,
-    throttle: Optional[Callable[[int], None]] = None,
+    limiter: Optional[RateLimiter] = None,
 ) -> bool:
     """Copy the body of ``resp`` into ``fd`` from ``task.pos`` up to ``task.seg.end``.
 
@@ -179,6 +191,8 @@ def stream(
     """
     raw = resp.raw
     read1 = getattr(raw, "read1", None)
+    if limiter is not None:
+        chunk = min(chunk, limiter.read_size)
     seg = task.seg
     pos = task.pos
     while True:
@@ -192,8 +206,6 @@ def stream(
         if task.abort or stop.is_set():
             return False
         want = min(chunk, end + 1 - pos)
-        if throttle is not None:
-            throttle(want)
         try:
             data = (
                 read1(want, decode_content=False)
@@ -220,6 +232,8 @@ def stream(
             raise local_error(exc, "cannot write the download") from exc
         task.pos = pos
         task.last_progress = time.monotonic()
+        if limiter is not None:
+            limiter.consume(len(data), stop)
 
 
 def _host(url: str) -> str:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple, Union
 
 from .exceptions import UsageError
+from .limits import HostSlots, RateLimiter
 from .planner import DEFAULT_MIN_SEGMENT
 from .transport import RetryPolicy
 
@@ -35,6 +36,10 @@ class Options:
     low_speed_time: float = 10.0
     #: An idle worker races a segment whose estimated time left exceeds this (seconds).
     hedge_after: float = 2.0
+    #: Global limit in bytes/s (an int makes a private limiter; a RateLimiter may be shared).
+    limit_rate: Optional[Union[int, RateLimiter]] = None
+    #: Per-host connection cap shared with other downloads.
+    host_slots: Optional[HostSlots] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.connections, int) or not 1 <= self.connections <= MAX_CONNECTIONS:
@@ -47,6 +52,12 @@ class Options:
             raise UsageError("min_split must be >= 1")
         if self.low_speed_limit < 0 or self.low_speed_time <= 0 or self.hedge_after <= 0:
             raise UsageError("low_speed_limit must be >= 0, low_speed_time and hedge_after > 0")
+        if isinstance(self.limit_rate, int) and not isinstance(self.limit_rate, bool):
+            if self.limit_rate <= 0:
+                raise UsageError("limit_rate must be positive")
+            object.__setattr__(self, "limit_rate", RateLimiter(self.limit_rate))
+        elif self.limit_rate is not None and not isinstance(self.limit_rate, RateLimiter):
+            raise UsageError("limit_rate must be bytes per second or a RateLimiter")
         for name, value in self.headers:
             if not name or any(c in name for c in ":\r\n ") or "\n" in value or "\r" in value:
                 raise UsageError(f"invalid header {name!r}")

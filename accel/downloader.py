@@ -8,6 +8,7 @@ worker threads only fetch and write (see :mod:`accel.fetch`).
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import queue
@@ -31,6 +32,7 @@ from .exceptions import (
     RemoteChangedError,
     RemoteProtocolError,
     UsageError,
+    VerificationError,
 )
 from .fetch import CHUNK, REFRESH_STATUSES, Task, get, raise_for_status, request_range, stream
 from .limits import RateLimiter
@@ -52,8 +54,9 @@ from .remote import (
     unsatisfied_total,
     validators_of,
 )
-from .storage import PartFile, check_free_space, finalize
+from .storage import FileLock, PartFile, check_free_space, finalize
 from .transport import RetryPolicy, new_session
+from .verify import file_digest, matches
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,8 @@ class Downloader:
         retries: int = 5,
         force: bool = False,
         verify: Union[bool, str] = True,
+        checksum: Optional[str] = None,
+        limit_rate: Optional[Union[int, RateLimiter]] = None,
         min_split: Optional[int] = None,
         session_factory: Optional[SessionFactory] = None,
         on_progress: Optional[Callable[[int], Any]] = None,
@@ -142,6 +147,8 @@ class Downloader:
                 retry=RetryPolicy(attempts=retries),
                 force=force,
                 verify=verify,
+                checksum=checksum,
+                limit_rate=limit_rate,
                 **extra,
             )
         self.options = options
@@ -227,6 +234,13 @@ class Downloader:
         return base / (self._name or name_from_url(self.url))
 
     def _run(self) -> Path:
+        if self.options.checksum and not self.options.force:
+            dest = self._target()
+            if dest.is_file() and not dest.is_symlink() and matches(dest, self.options.checksum):
+                log.info("%s already has the expected checksum", dest)
+                self._emit(ev.AlreadyComplete(dest))
+                self.path = dest
+                return dest
         restarts = 0
         discard = False
         single_stream = False
@@ -254,6 +268,14 @@ class Downloader:
     def _attempt(self, session: requests.Session, *, discard: bool, single_stream: bool) -> Path:
         dest = self._target()
         part = dest.with_name(dest.name + ".part")
+        if not dest.parent.is_dir():
+            raise LocalFileError(f"cannot save into {dest.parent}: not a directory")
+        with FileLock(part.with_name(part.name + ".lock")):
+            return self._attempt_locked(session, dest, part, discard, single_stream)
+
+    def _attempt_locked(
+        self, session: requests.Session, dest: Path, part: Path, discard: bool, single_stream: bool
+    ) -> Path:
         side = state.sidecar_path(part)
         record = None if discard else self._load_record(side, part)
         if discard:
@@ -339,6 +361,11 @@ class Downloader:
             raise LocalFileError(f"cannot inspect {dest}: {exc.strerror}") from exc
         if self.options.force:
             return None  # replace it, even if it looks complete
+        if self.options.checksum:
+            # Checked against the checksum before the probe; it did not match.
+            raise OutputExistsError(
+                f"{dest} already exists and does not match the checksum; use --force to replace it"
+            )
         mtime = http_date_to_timestamp(remote.validators.last_modified)
         if (
             remote.size is not None
@@ -496,6 +523,8 @@ class Downloader:
             transfer.release()
         else:
             part.close()
+        if self.options.checksum:
+            self._verify(part_path, side)
         mtime = http_date_to_timestamp(remote.validators.last_modified)
         finalize(part_path, dest, force=self.options.force, mtime=mtime)
         state.remove(side)
@@ -503,6 +532,22 @@ class Downloader:
         self._emit(ev.Completed(dest, size))
         log.info("saved %s (%d bytes)", dest, size)
         return dest
+
+    def _verify(self, part_path: Path, side: Path) -> None:
+        """Check the complete ``.part`` against the expected checksum; drop it if wrong."""
+        checksum = self.options.checksum
+        assert isinstance(checksum, tuple)
+        algo, expected = checksum
+        actual = file_digest(part_path, algo)
+        if actual != expected:
+            state.remove(side)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(part_path)
+            raise VerificationError(
+                f"{algo} checksum mismatch for {redact(self.url)}: "
+                f"expected {expected}, got {actual}"
+            )
+        log.info("%s checksum verified", algo)
 
 
 class _Transfer:

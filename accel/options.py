@@ -9,6 +9,7 @@ from .exceptions import UsageError
 from .limits import HostSlots, RateLimiter
 from .planner import DEFAULT_MIN_SEGMENT
 from .transport import RetryPolicy
+from .verify import parse_checksum
 
 MAX_CONNECTIONS = 64
 #: Headers accel manages itself; a caller may not set them.
@@ -40,6 +41,8 @@ class Options:
     limit_rate: Optional[Union[int, RateLimiter]] = None
     #: Per-host connection cap shared with other downloads.
     host_slots: Optional[HostSlots] = None
+    #: Expected (algorithm, hex digest) of the complete file; ``"sha256=..."`` is accepted.
+    checksum: Optional[Union[str, Tuple[str, str]]] = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.connections, int) or not 1 <= self.connections <= MAX_CONNECTIONS:
@@ -58,6 +61,8 @@ class Options:
             object.__setattr__(self, "limit_rate", RateLimiter(self.limit_rate))
         elif self.limit_rate is not None and not isinstance(self.limit_rate, RateLimiter):
             raise UsageError("limit_rate must be bytes per second or a RateLimiter")
+        if isinstance(self.checksum, str):
+            object.__setattr__(self, "checksum", parse_checksum(self.checksum))
         for name, value in self.headers:
             if not name or any(c in name for c in ":\r\n ") or "\n" in value or "\r" in value:
                 raise UsageError(f"invalid header {name!r}")

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from .exceptions import InsufficientSpaceError, LocalFileError, OutputExistsError
+from .exceptions import InsufficientSpaceError, LocalFileError, LockedError, OutputExistsError
 
 log = logging.getLogger(__name__)
 
@@ -181,3 +181,58 @@ def _same_file(a: Path, b: Path) -> bool:
     except OSError:
         return False
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+class FileLock:
+    """An exclusive, non-blocking lock file beside the download (``NAME.part.lock``).
+
+    A second process that wants the same ``NAME`` gets :class:`LockedError` at once. The
+    file is removed on release; a lock taken on a file that was removed meanwhile is
+    retried, so two processes never both hold "the" lock.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = -1
+
+    def acquire(self) -> None:
+        """Take the lock or raise :class:`LockedError`."""
+        import fcntl
+
+        for _ in range(10):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o600)
+            except OSError as exc:
+                raise local_error(exc, f"cannot create lock {self.path}") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise LockedError(
+                    f"another accel process is downloading to this file (lock {self.path})"
+                ) from None
+            try:
+                same = os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return
+            os.close(fd)  # the holder removed the file as we locked it: try again
+        raise LockedError(f"cannot lock {self.path}")
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock."""
+        if self._fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        os.close(self._fd)
+        self._fd = -1
+
+    def __enter__(self) -> FileLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

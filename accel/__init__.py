@@ -27,6 +27,7 @@ from .events import (
 from .exceptions import (
     AccelError,
     CancelledError,
+    FileTooLargeError,
     HTTPError,
     InsecureRedirectError,
     InsufficientSpaceError,
@@ -56,6 +57,7 @@ __all__ = [
     "Downloader",
     "Event",
     "Failed",
+    "FileTooLargeError",
     "HTTPError",
     "InsecureRedirectError",
     "InsufficientSpaceError",

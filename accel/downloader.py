@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -25,6 +25,7 @@ from . import state
 from .exceptions import (
     AccelError,
     CancelledError,
+    FileTooLargeError,
     HTTPError,
     LocalFileError,
     NetworkError,
@@ -49,6 +50,7 @@ from .remote import (
     check_partial,
     describe,
     http_date_to_timestamp,
+    is_strong,
     parse_content_range,
     parse_length,
     unsatisfied_total,
@@ -129,6 +131,8 @@ class Downloader:
         verify: Union[bool, str] = True,
         checksum: Optional[str] = None,
         limit_rate: Optional[Union[int, RateLimiter]] = None,
+        mirrors: Sequence[str] = (),
+        max_filesize: Optional[int] = None,
         min_split: Optional[int] = None,
         session_factory: Optional[SessionFactory] = None,
         on_progress: Optional[Callable[[int], Any]] = None,
@@ -149,6 +153,8 @@ class Downloader:
                 verify=verify,
                 checksum=checksum,
                 limit_rate=limit_rate,
+                mirrors=tuple(check_url(m) for m in mirrors),
+                max_filesize=max_filesize,
                 **extra,
             )
         self.options = options
@@ -160,6 +166,11 @@ class Downloader:
         self._cancel = threading.Event()
         self._transfer: Optional[_Transfer] = None
         self._name: Optional[str] = None
+        self._thread: Optional[threading.Thread] = None
+        self._finished = threading.Event()
+        self._result: Optional[Path] = None
+        self._error: Optional[BaseException] = None
+        #: The final path once the download is complete.
         self.path: Optional[Path] = None
 
     # -- public API -------------------------------------------------------------------------
@@ -173,9 +184,58 @@ class Downloader:
             raise
         return path
 
+    def start(self) -> Downloader:
+        """Run the download in a background thread and return at once.
+
+        Callbacks then run on that thread. Use :meth:`wait`, :attr:`done` and
+        :meth:`result` to follow it.
+        """
+        if self._thread is not None:
+            raise RuntimeError("this Downloader was already started")
+        self._thread = threading.Thread(target=self._background, name="accel-download", daemon=True)
+        self._thread.start()
+        return self
+
+    def _background(self) -> None:
+        try:
+            self._result = self.run()
+        except BaseException as exc:  # handed to result()
+            self._error = exc
+        finally:
+            self._finished.set()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until a started download ends (or ``timeout``); return whether it ended."""
+        if self._thread is None:
+            raise RuntimeError("call start() first")
+        return self._finished.wait(timeout)
+
+    @property
+    def done(self) -> bool:
+        """Whether a started download has ended (successfully or not)."""
+        return self._finished.is_set()
+
+    def result(self, timeout: Optional[float] = None) -> Path:
+        """The final path of a started download; re-raises its error. Waits up to ``timeout``."""
+        if not self.wait(timeout):
+            raise TimeoutError("the download is still running")
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
     def cancel(self) -> None:
-        """Stop as soon as possible; what is written is recorded for a later resume."""
+        """Stop as soon as possible (any thread); what is written is recorded for a resume."""
         self._cancel.set()
+
+    def __enter__(self) -> Downloader:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.cancel()
+        if self._thread is not None:
+            self._finished.wait()
 
     @property
     def cancelled(self) -> bool:
@@ -476,14 +536,21 @@ class Downloader:
         segments: List[Segment],
     ) -> Path:
         size = remote.size
+        limit = self.options.max_filesize
+        if limit is not None and size is not None and size > limit:
+            raise FileTooLargeError(
+                f"{redact(self.url)} is {size} bytes, more than the {limit} allowed"
+            )
         ranged = remote.ranges and size is not None
         if record is None:
             if size == 0 or resp is None:
                 segments = []
             elif ranged:
                 segments = fresh_plan(size, self.options.connections, self.options.min_split)
-            else:
-                segments = [Segment(0, size - 1 if size is not None else _UNKNOWN_END)]
+            elif size is not None:
+                segments = [Segment(0, size - 1)]
+            else:  # length unknown: read to the end, or to one byte past the allowed maximum
+                segments = [Segment(0, _UNKNOWN_END if limit is None else limit)]
             check_free_space(dest.parent, size or 0)
             part = PartFile.create(part_path, size)
         else:
@@ -497,6 +564,7 @@ class Downloader:
             self, part, segments, remote, side if resumable else None, ranged=ranged
         )
         self._transfer = transfer
+        transfer.add_mirrors(session, self.options.mirrors)
         self._emit(
             ev.Started(
                 redact(self.url), dest, size, sum(s.written for s in segments), len(segments)
@@ -550,6 +618,18 @@ class Downloader:
         log.info("%s checksum verified", algo)
 
 
+class _Source:
+    """One URL the file is fetched from: the main URL (after redirects) or a mirror."""
+
+    def __init__(self, url: str, original: str, validators: Validators) -> None:
+        self.url = url
+        self.original = original
+        self.validators = validators
+        self.dead = False
+        self.active = 0
+        self.refreshed = False
+
+
 class _Transfer:
     """The worker pool for one attempt: scheduling, stealing, hedging, commits."""
 
@@ -570,6 +650,7 @@ class _Transfer:
         self.remote = remote
         self.url = remote.url
         self.validators = remote.validators
+        self.sources = [_Source(remote.url, dl.url, remote.validators)]
         self.side = side
         self.ranged = ranged
         self.lock = threading.Lock()
@@ -580,7 +661,6 @@ class _Transfer:
         self.synced: Dict[int, int] = {}
         self.boot = state.boot_id()
         self.workers: List[threading.Thread] = []
-        self.refreshed = False
         self.reported = sum(s.written for s in self.segments)
         self._last_rate_sample: Tuple[float, int] = (time.monotonic(), self.reported)
         self.rate = 0.0
@@ -604,18 +684,38 @@ class _Transfer:
         self, seg: Segment, pos: Optional[int] = None, *, force: bool = False
     ) -> Optional[Task]:
         """A task for ``seg`` (under lock), or None when the host has no free connection slot."""
+        alive = [s for s in self.sources if not s.dead]
+        if not alive:
+            return None
+        source = self.sources[0] if force else min(alive, key=lambda s: s.active)
         host = None
         slots = self.opts.host_slots
         if slots is not None:
-            netloc = urlsplit(self.url).netloc
+            netloc = urlsplit(source.url).netloc
             if slots.try_acquire(netloc):
                 host = netloc
             elif not force:
                 return None
-        task = Task(seg, seg.pos if pos is None else pos, until_eof=seg.end == _UNKNOWN_END)
+        task = Task(seg, seg.pos if pos is None else pos, until_eof=self.remote.size is None)
         task.host = host
+        task.source = source
+        source.active += 1
         self.tasks.setdefault(seg, []).append(task)
         return task
+
+    def _switch_source(self, task: Task, exc: BaseException) -> bool:
+        """Drop the task's failing source if another is alive, and move the task there."""
+        with self.lock:
+            failed: _Source = task.source
+            others = [s for s in self.sources if not s.dead and s is not failed]
+            if not others or (isinstance(exc, RemoteChanged) and failed is self.sources[0]):
+                return False
+            failed.dead = True
+            failed.active -= 1
+            task.source = min(others, key=lambda s: s.active)
+            task.source.active += 1
+        log.warning("dropping source %s: %s", redact(failed.url), exc)
+        return True
 
     def throttle(self) -> None:
         """The server said 429/503: use one connection fewer for a while (worker threads)."""
@@ -713,6 +813,7 @@ class _Transfer:
             tasks = self.tasks.get(seg, [])
             if task in tasks:
                 tasks.remove(task)
+                task.source.active -= 1
                 if task.host is not None and self.opts.host_slots is not None:
                     self.opts.host_slots.release(task.host)
             if not tasks:
@@ -777,21 +878,38 @@ class _Transfer:
                         resp, self.part.fd, task, self.stop, resp_end=covered, limiter=limiter
                     ):
                         if task.until_eof:
+                            if task.pos > task.seg.end:
+                                raise FileTooLargeError(
+                                    f"{redact(self.dl.url)} is larger than the "
+                                    f"{self.opts.max_filesize} bytes allowed"
+                                )
                             self._eof(task)
                         return
                     # Stopped, or the response covered only part of the segment (the probe):
                     # the loop asks for the rest on the same connection.
+                except (NetworkError, HTTPError, RemoteChanged) as exc:
+                    if task.abort or self.stop.is_set() or not self._switch_source(task, exc):
+                        raise
+                    failures, progress_mark = 0, task.pos
                 except Retryable as exc:
                     if task.abort or self.stop.is_set():
                         return
                     if task.pos > progress_mark:
                         failures, progress_mark = 0, task.pos
                     failures += 1
-                    if failures > policy.attempts:
+                    with self.lock:
+                        several = sum(not s.dead for s in self.sources) > 1
+                    # With other sources to turn to, a failing one is given up on sooner.
+                    if failures > (min(policy.attempts, 2) if several else policy.attempts):
                         kind = RemoteProtocolError if isinstance(exc, BadResponse) else NetworkError
-                        raise kind(
-                            f"{redact(self.url)}: {exc} (gave up after {policy.attempts} retries)"
-                        ) from None
+                        error = kind(
+                            f"{redact(task.source.url)}: {exc} "
+                            f"(gave up after {policy.attempts} retries)"
+                        )
+                        if self._switch_source(task, error):
+                            failures, progress_mark = 0, task.pos
+                            continue
+                        raise error from None
                     delay = policy.delay(failures, exc.retry_after)
                     self.events.put(
                         ("event", ev.Retrying(task.seg.start, failures, delay, str(exc)))
@@ -822,8 +940,9 @@ class _Transfer:
             task.seg.end = max(task.pos - 1, task.seg.start - 1)
 
     def _request(self, session: requests.Session, task: Task) -> requests.Response:
+        source: _Source = task.source
         if not self.ranged:
-            resp = get(session, self.url, {}, self.dl.timeouts)
+            resp = get(session, source.url, {}, self.dl.timeouts)
             try:
                 raise_for_status(resp)
                 if resp.status_code != 200:
@@ -841,35 +960,73 @@ class _Transfer:
             return resp
         try:
             return request_range(
-                session, self.url, task.pos, task.seg.end, self.validators, timeout=self.dl.timeouts
+                session,
+                source.url,
+                task.pos,
+                task.seg.end,
+                source.validators,
+                timeout=self.dl.timeouts,
             )
         except HTTPError as exc:
-            if exc.status in REFRESH_STATUSES and self._refresh(session):
+            if exc.status in REFRESH_STATUSES and self._refresh(session, source):
                 return request_range(
                     session,
-                    self.url,
+                    source.url,
                     task.pos,
                     task.seg.end,
-                    self.validators,
+                    source.validators,
                     timeout=self.dl.timeouts,
                 )
             raise
 
-    def _refresh(self, session: requests.Session) -> bool:
-        """Resolve the original URL again once (an expired signed redirect target)."""
+    def _refresh(self, session: requests.Session, source: _Source) -> bool:
+        """Resolve a redirected URL again, once (an expired signed redirect target)."""
         with self.lock:
-            if self.refreshed or self.url == self.dl.url:
+            if source.refreshed or source.url == source.original:
                 return False
-            self.refreshed = True
-        resp = get(session, self.dl.url, {"Range": "bytes=0-0"}, self.dl.timeouts)
+            source.refreshed = True
+        resp = get(session, source.original, {"Range": "bytes=0-0"}, self.dl.timeouts)
         try:
             raise_for_status(resp)
-            check_partial(resp.status_code, resp.headers, 0, 0, self.validators)
+            check_partial(resp.status_code, resp.headers, 0, 0, source.validators)
         finally:
             resp.close()
-        log.info("resolved %s again: now %s", redact(self.dl.url), redact(resp.url))
-        self.url = resp.url
+        log.info("resolved %s again: now %s", redact(source.original), redact(resp.url))
+        source.url = resp.url
         return True
+
+    def add_mirrors(self, session: requests.Session, urls: Sequence[str]) -> None:
+        """Check each mirror serves the same file (size, ETag where given) and add it.
+
+        A mirror that cannot be reached is dropped with a warning; one that serves another
+        file stops the download with :class:`VerificationError`.
+        """
+        if not self.ranged:
+            if urls:
+                log.warning("the server does not serve ranges: mirrors are not used")
+            return
+        for url in urls:
+            try:
+                resp = get(session, url, {"Range": "bytes=0-0"}, self.dl.timeouts)
+                try:
+                    raise_for_status(resp)
+                    total = check_partial(resp.status_code, resp.headers, 0, 0, None)
+                    seen = validators_of(resp.headers, total)
+                finally:
+                    resp.close()
+            except (Retryable, RangesUnsupported, NetworkError, HTTPError) as exc:
+                log.warning("mirror %s is not usable (%s); continuing without it", redact(url), exc)
+                continue
+            mine = self.validators
+            if total != mine.size:
+                raise VerificationError(
+                    f"mirror {redact(url)} serves {total} bytes, {redact(self.url)} {mine.size}"
+                )
+            if is_strong(mine.etag) and is_strong(seen.etag) and mine.etag != seen.etag:
+                raise VerificationError(
+                    f"mirror {redact(url)} has ETag {seen.etag}, {redact(self.url)} {mine.etag}"
+                )
+            self.sources.append(_Source(resp.url, url, seen))
 
     # -- the run thread ----------------------------------------------------------------------
 
@@ -951,11 +1108,8 @@ class _Transfer:
                 self.commit()
             if isinstance(error, AccelError):
                 raise error
-            raise LocalFileError(f"unexpected error: {error!r}") from error
-        size = max((s.end + 1 for s in self.segments), default=0)
-        if self.segments and self.segments[-1].end == _UNKNOWN_END:
-            size = 0
-        return size
+            raise AccelError(f"internal error: {error!r}") from error
+        return max((s.end + 1 for s in self.segments), default=0)
 
     def _wind_down(self) -> None:
         self.stop.set()

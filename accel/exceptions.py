@@ -15,6 +15,7 @@ exit code (``accel.cli.EXIT_CODES``)::
     ├── LocalFileError               (exit 6) cannot create/write/rename; disk full; unsafe path
     │   ├── OutputExistsError                 an unrelated file is in the way (use force)
     │   ├── InsufficientSpaceError            not enough free space for the file
+    │   ├── FileTooLargeError                 the file is larger than max_filesize allows
     │   └── LockedError                       another process is downloading to the same file
     └── CancelledError               (exit 130) the download was cancelled; its state is saved
 """
@@ -26,6 +27,7 @@ from typing import Optional
 __all__ = [
     "AccelError",
     "CancelledError",
+    "FileTooLargeError",
     "HTTPError",
     "InsecureRedirectError",
     "InsufficientSpaceError",
@@ -87,6 +89,10 @@ class OutputExistsError(LocalFileError):
 
 class InsufficientSpaceError(LocalFileError):
     """The target file system does not have room for the file."""
+
+
+class FileTooLargeError(LocalFileError):
+    """The remote file is larger than the configured maximum size."""
 
 
 class LockedError(LocalFileError):

@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import requests
 import urllib3
@@ -60,6 +60,7 @@ class Task:
         "pos",
         "response",
         "seg",
+        "source",
         "started",
         "until_eof",
     )
@@ -72,6 +73,7 @@ class Task:
         self.response: Optional[requests.Response] = None
         self.until_eof = until_eof
         self.host: Optional[str] = None  # the HostSlots slot this task holds, if any
+        self.source: Any = None  # where the orchestrator fetches this task's bytes from
         self.started = self.last_progress = time.monotonic()
 
     def rate(self, now: float) -> float:

@@ -41,6 +41,10 @@ class Options:
     limit_rate: Optional[Union[int, RateLimiter]] = None
     #: Per-host connection cap shared with other downloads.
     host_slots: Optional[HostSlots] = None
+    #: Mirror URLs serving the same file; segments are spread over all sources.
+    mirrors: Tuple[str, ...] = ()
+    #: Refuse files larger than this many bytes.
+    max_filesize: Optional[int] = None
     #: Expected (algorithm, hex digest) of the complete file; ``"sha256=..."`` is accepted.
     checksum: Optional[Union[str, Tuple[str, str]]] = None
 
@@ -51,6 +55,8 @@ class Options:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise UsageError(f"{name} must be a positive number of seconds")
+        if self.max_filesize is not None and self.max_filesize < 0:
+            raise UsageError("max_filesize must be >= 0")
         if self.min_split < 1:
             raise UsageError("min_split must be >= 1")
         if self.low_speed_limit < 0 or self.low_speed_time <= 0 or self.hedge_after <= 0:

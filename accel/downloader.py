@@ -56,7 +56,7 @@ from .remote import (
     unsatisfied_total,
     validators_of,
 )
-from .storage import FileLock, PartFile, check_free_space, finalize
+from .storage import FileLock, PartFile, check_free_space, finalize, local_error
 from .transport import RetryPolicy, new_session
 from .verify import file_digest, matches
 
@@ -328,6 +328,11 @@ class Downloader:
     def _attempt(self, session: requests.Session, *, discard: bool, single_stream: bool) -> Path:
         dest = self._target()
         part = dest.with_name(dest.name + ".part")
+        if self._directory is not None:
+            try:
+                self._directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise local_error(exc, f"cannot create directory {self._directory}") from exc
         if not dest.parent.is_dir():
             raise LocalFileError(f"cannot save into {dest.parent}: not a directory")
         with FileLock(part.with_name(part.name + ".lock")):

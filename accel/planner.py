@@ -95,6 +95,8 @@ def plan(size: int, connections: int, min_segment: int = DEFAULT_MIN_SEGMENT) ->
         return []
     count = max(1, min(connections, size // max(1, min_segment)))
     bounds = [_align(size * i // count) for i in range(count)] + [size]
+    if any(b - a < min(min_segment, size) for a, b in zip(bounds, bounds[1:])):
+        bounds = [size * i // count for i in range(count)] + [size]  # alignment cost too much
     return [Range(a, b - 1) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
@@ -185,7 +187,7 @@ def steal_point(pos: int, end: int, min_split: int) -> Optional[int]:
     if min_split < 1 or remaining < 2 * min_split:
         return None
     point = _align_up(pos + remaining // 2)
-    if point - pos < min_split or end + 1 - point < min_split // 2:
+    if point - pos < min_split or end + 1 - point < max(1, min_split // 2):
         point = pos + remaining // 2
     if point - pos < min_split or point > end:
         return None

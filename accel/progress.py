@@ -39,12 +39,14 @@ class Reporter:
         quiet: bool = False,
         snapshot: Optional[Callable[[], Optional[ev.Progress]]] = None,
         label: str = "",
+        position: int = 0,
     ) -> None:
         self.stream = stream
         self.show_bar = bar and not quiet
         self.quiet = quiet
         self.snapshot = snapshot
         self.label = label
+        self.position = position
         self._bar: Optional[tqdm] = None
         self._started = time.monotonic()
         self._resumed = 0
@@ -69,6 +71,7 @@ class Reporter:
                     dynamic_ncols=True,
                     leave=True,
                     mininterval=0.2,
+                    position=self.position,
                 )
         elif isinstance(event, ev.Restarted):
             if self._bar is not None:
@@ -120,3 +123,34 @@ class Reporter:
 
 def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class TotalBar:
+    """The summary bar over all files when several download at once (``-j``)."""
+
+    def __init__(self, stream: TextIO, files: int) -> None:
+        self.files = files
+        self.finished = 0
+        self._bar = tqdm(
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"total 0/{files}",
+            file=stream,
+            dynamic_ncols=True,
+            position=0,
+            mininterval=0.2,
+        )
+
+    def update(self, delta: int) -> None:
+        """Count ``delta`` more bytes."""
+        self._bar.update(delta)
+
+    def job_done(self) -> None:
+        """One more file ended."""
+        self.finished += 1
+        self._bar.set_description_str(f"total {self.finished}/{self.files}")
+
+    def close(self) -> None:
+        """Finish the bar."""
+        self._bar.close()

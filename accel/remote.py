@@ -92,7 +92,7 @@ def parse_retry_after(
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DIGITS.fullmatch(value):
         return min(float(value), cap)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -153,7 +153,8 @@ def load(path: Path, part_path: Path) -> Record:
 def _parse(doc: Any) -> Record:
     if not isinstance(doc, dict):
         raise InvalidState("the record is not an object")
-    if doc.get("format") != FORMAT or doc.get("version") != VERSION:
+    version = doc.get("version")
+    if doc.get("format") != FORMAT or type(version) is not int or version != VERSION:
         raise InvalidState(
             f"unknown format or version: {doc.get('format')!r} {doc.get('version')!r}"
         )

@@ -145,6 +145,12 @@ class Session(requests.Session):
         if origin(old) != origin(new):
             for name in SENSITIVE_HEADERS:
                 prepared_request.headers.pop(name, None)
+        else:
+            # requests drops every Cookie header on a redirect and rebuilds it from the jar;
+            # one the caller set explicitly still belongs to this origin.
+            sent = response.request.headers.get("Cookie")
+            if sent and "Cookie" not in prepared_request.headers:
+                prepared_request.headers["Cookie"] = sent
         super().rebuild_auth(prepared_request, response)
 
 

@@ -35,7 +35,17 @@ from .exceptions import (
     UsageError,
     VerificationError,
 )
-from .fetch import CHUNK, REFRESH_STATUSES, Task, get, raise_for_status, request_range, stream
+from .fetch import (
+    CHUNK,
+    REFRESH_STATUSES,
+    ReadBuffer,
+    Task,
+    finish,
+    get,
+    raise_for_status,
+    request_range,
+    stream,
+)
 from .limits import RateLimiter
 from .names import name_from_url
 from .options import Options, normalize_headers
@@ -841,8 +851,9 @@ class _Transfer:
         session = None
         try:
             session = self.dl.new_session(on_throttle=self.throttle)
+            buffer = ReadBuffer(min(CHUNK, self.opts.min_split))
             if first is not None:
-                self._run_task(session, first[0], first[1])
+                self._run_task(session, first[0], first[1], buffer)
             while not self.stop.is_set():
                 task = self._next_task()
                 if task is None:
@@ -850,7 +861,7 @@ class _Transfer:
                         break
                     self.stop.wait(_TICK)
                     continue
-                self._run_task(session, task, None)
+                self._run_task(session, task, None, buffer)
         except BaseException as exc:
             self.events.put(("error", exc))
         finally:
@@ -859,7 +870,11 @@ class _Transfer:
             self.events.put(("exit", threading.current_thread()))
 
     def _run_task(
-        self, session: requests.Session, task: Task, resp: Optional[requests.Response]
+        self,
+        session: requests.Session,
+        task: Task,
+        resp: Optional[requests.Response],
+        buffer: ReadBuffer,
     ) -> None:
         policy = self.opts.retry
         failures = 0
@@ -880,7 +895,13 @@ class _Transfer:
                     limiter = self.opts.limit_rate
                     assert limiter is None or isinstance(limiter, RateLimiter)
                     if stream(
-                        resp, self.part.fd, task, self.stop, resp_end=covered, limiter=limiter
+                        resp,
+                        self.part.fd,
+                        task,
+                        self.stop,
+                        resp_end=covered,
+                        buffer=buffer,
+                        limiter=limiter,
                     ):
                         if task.until_eof:
                             if task.pos > task.seg.end:
@@ -934,7 +955,7 @@ class _Transfer:
                 finally:
                     task.response = None
                     if resp is not None:
-                        resp.close()
+                        finish(resp)
                         resp = None
         finally:
             self._release(task)

@@ -7,6 +7,7 @@ worker's position lives in its own :class:`Task`, which the orchestrator reads.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import socket
@@ -41,7 +42,9 @@ REFRESH_STATUSES = frozenset({401, 403, 404, 410})
 _NETWORK_ERRORS = (
     requests.exceptions.RequestException,
     urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
     OSError,
+    ValueError,  # http.client on a response closed under it
 )
 
 
@@ -174,6 +177,32 @@ def raise_for_status(resp: requests.Response) -> None:
     raise HTTPError(f"{reason} from {resp.url}", status=status, url=resp.url)
 
 
+class ReadBuffer:
+    """One worker's reusable read buffer, sized to the connection's speed.
+
+    Reads fill the buffer completely (no allocation per read), so the size adapts: it
+    doubles while reads complete quickly and halves when one takes long, keeping each
+    read near a tenth of a second (progress, watchdog and cancel stay responsive on slow
+    links; fast links get large reads and few system calls).
+    """
+
+    MIN = 16 * 1024
+    FAST, SLOW = 0.02, 0.15
+
+    def __init__(self, limit: int = CHUNK) -> None:
+        self.limit = max(self.MIN, limit)
+        self.buf = bytearray(self.limit)
+        self.view = memoryview(self.buf)
+        self.size = min(256 * 1024, self.limit)
+
+    def adapt(self, elapsed: float, filled: bool) -> None:
+        """Resize after a read that took ``elapsed`` seconds (``filled``: it got all it asked)."""
+        if filled and elapsed < self.FAST:
+            self.size = min(self.limit, self.size * 2)
+        elif elapsed > self.SLOW:
+            self.size = max(self.MIN, self.size // 2)
+
+
 def stream(
     resp: requests.Response,
     fd: int,
@@ -181,7 +210,7 @@ def stream(
     stop: threading.Event,
     *,
     resp_end: Optional[int] = None,
-    chunk: int = CHUNK,
+    buffer: Optional[ReadBuffer] = None,
     limiter: Optional[RateLimiter] = None,
 ) -> bool:
     """Copy the body of ``resp`` into ``fd`` from ``task.pos`` up to ``task.seg.end``.
@@ -191,14 +220,17 @@ def stream(
     tasks, the body ended), False when told to stop or when the response is used up. A
     body that ends early raises :class:`Retryable`.
     """
-    raw = resp.raw
-    read1 = getattr(raw, "read1", None)
-    if limiter is not None:
-        chunk = min(chunk, limiter.read_size)
+    buffer = buffer or ReadBuffer()
+    # http.client's response under urllib3: readinto() fills our buffer with no copies.
+    readinto = getattr(getattr(resp.raw, "_fp", None), "readinto", None)
+    if readinto is None:  # pragma: no cover - another transport
+        readinto = resp.raw.readinto
+    view = buffer.view
     seg = task.seg
     pos = task.pos
+    clock = time.monotonic
     while True:
-        end = seg.end  # may shrink while we run (work stealing); never below pos + chunk
+        end = seg.end  # may shrink while we run (work stealing); never below pos + CHUNK
         if pos > end:
             return True
         if resp_end is not None and pos > resp_end:
@@ -207,35 +239,45 @@ def stream(
             end = resp_end
         if task.abort or stop.is_set():
             return False
-        want = min(chunk, end + 1 - pos)
+        size = buffer.size if limiter is None else min(buffer.size, limiter.read_size)
+        want = min(size, end + 1 - pos)
+        started = clock()
         try:
-            data = (
-                read1(want, decode_content=False)
-                if read1
-                else raw.read(min(want, 65536), decode_content=False)
-            )
+            n = readinto(view[:want])
         except _NETWORK_ERRORS as exc:
             if task.abort or stop.is_set():
                 return False
             raise Retryable(f"connection lost at byte {pos}: {_reason(exc)}") from exc
-        if not data:
+        now = clock()
+        buffer.adapt(now - started, n == want)
+        if not n:
             if task.abort or stop.is_set():
                 return False
             if task.until_eof:
                 return True
             raise BadResponse(f"body ended early at byte {pos} of {seg.start}-{end}")
-        view = memoryview(data)
         try:
-            while view:
-                n = os.pwrite(fd, view, pos)
-                view = view[n:]
-                pos += n
+            written = 0
+            while written < n:
+                written += os.pwrite(fd, view[written:n], pos + written)
         except OSError as exc:
             raise local_error(exc, "cannot write the download") from exc
+        pos += n
         task.pos = pos
-        task.last_progress = time.monotonic()
+        task.last_progress = now
         if limiter is not None:
-            limiter.consume(len(data), stop)
+            limiter.consume(n, stop)
+
+
+def finish(resp: requests.Response) -> None:
+    """Close ``resp``, keeping its connection for reuse when its body was read to the end."""
+    raw = resp.raw
+    fp = getattr(raw, "_fp", None)
+    if fp is not None and getattr(fp, "isclosed", lambda: False)():
+        release = getattr(raw, "release_conn", None)
+        if release is not None:
+            release()
+    resp.close()
 
 
 def _host(url: str) -> str:

@@ -1288,7 +1288,7 @@ def _segment_map(
     tasks: Dict[Segment, List[Task]],
     total: Optional[int],
     written: Callable[[Segment], int],
-    width: int = 40,
+    width: int = 32,
 ) -> str:
     """A row of cells: ``#`` written, ``>`` in flight, ``.`` missing."""
     if not total:
@@ -1301,7 +1301,7 @@ def _segment_map(
             if seg.end < lo or seg.start > hi:
                 continue
             done_to = seg.start + written(seg) - 1
-            if done_to < hi:
+            if done_to < min(hi, seg.end):
                 state_ = ">" if seg in tasks else "."
                 if state_ == ".":
                     break

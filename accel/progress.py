@@ -6,6 +6,7 @@ thread alone updates the bar.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable, Optional, TextIO
 
@@ -68,10 +69,10 @@ class Reporter:
                     unit_divisor=1024,
                     desc=_shorten(self.label, 24),
                     file=self.stream,
-                    dynamic_ncols=True,
                     leave=True,
                     mininterval=0.2,
                     position=self.position,
+                    **_width(self.stream),
                 )
         elif isinstance(event, ev.Restarted):
             if self._bar is not None:
@@ -79,6 +80,10 @@ class Reporter:
             elif not self.quiet:
                 self._line(f"accel: restarting: {event.reason}")
         elif isinstance(event, ev.Completed):
+            if self._bar is not None and self.snapshot is not None:
+                snap = self.snapshot()
+                if snap is not None:
+                    self._bar.set_postfix_str(f"done [{snap.segment_map}]", refresh=False)
             self._close_bar()
             if not self.quiet and not self.show_bar:
                 elapsed = max(1e-6, time.monotonic() - self._started)
@@ -121,6 +126,17 @@ class Reporter:
         self.stream.flush()
 
 
+def _width(stream: TextIO) -> dict:
+    """tqdm size options: follow the terminal, or 100x24 when it reports no size."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        size = os.terminal_size((0, 0))
+    if size.columns > 0 and size.lines > 0:
+        return {"dynamic_ncols": True}
+    return {"ncols": size.columns or 100, "nrows": size.lines or 24}
+
+
 def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -137,8 +153,8 @@ class TotalBar:
             unit_divisor=1024,
             desc=f"total 0/{files}",
             file=stream,
-            dynamic_ncols=True,
             position=0,
+            **_width(stream),
             mininterval=0.2,
         )
 

@@ -11,6 +11,7 @@ from typing import Iterator, List, Optional
 
 import pytest
 
+from tests.nginx import nginx, nginx_bin, nginx_factory  # noqa: F401 (fixtures)
 from tests.server import FaultServer, make_data
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,6 +15,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple, Type
 
@@ -70,6 +71,9 @@ exit codes:
 
 config file: {config_path()} (or $ACCEL_CONFIG), lines of 'option = value'
 """
+
+#: Seconds to wait for downloads to save their state after Ctrl-C before exiting anyway.
+SIGNAL_GRACE = 1.8
 
 #: Long options that take no value (true/false in the config file).
 _FLAGS = ("force", "quiet", "insecure")
@@ -290,6 +294,7 @@ class _Signals:
 
     def __init__(self, on_signal: Any) -> None:
         self.signum: Optional[int] = None
+        self.when = 0.0
         self._on_signal = on_signal
         self._old: Dict[int, Any] = {}
 
@@ -309,7 +314,12 @@ class _Signals:
             os.write(2, b"\naccel: interrupted again, exiting now\n")
             os._exit(EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT)
         self.signum = signum
+        self.when = time.monotonic()
         self._on_signal()
+
+    def elapsed(self) -> float:
+        """Seconds since the first signal (0 before it)."""
+        return time.monotonic() - self.when if self.signum is not None else 0.0
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
@@ -420,6 +430,10 @@ class _Runner:
                         first_failure = code
                 if self.stopping:
                     waiting.clear()
+                    if signals.elapsed() > SIGNAL_GRACE:
+                        # A download stuck before its first byte (connecting, probing) cannot
+                        # be woken; it has nothing to save, so leave without it.
+                        break
                 self._pump(timeout=0.1)
                 for index in [i for i, (d, _) in self.active.items() if d.done]:
                     self._pump(timeout=0)

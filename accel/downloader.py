@@ -824,6 +824,7 @@ class _Transfer:
         """The worker lets go of ``task``: fold its progress into the segment."""
         seg = task.seg
         with self.lock:
+            was_done = seg.done
             seg.written = max(seg.written, min(task.pos, seg.end + 1) - seg.start)
             tasks = self.tasks.get(seg, [])
             if task in tasks:
@@ -837,7 +838,8 @@ class _Transfer:
                 for other in tasks:  # a hedge race is over: stop the loser
                     other.abort = True
                     other.kill_connection()
-                self.events.put(("event", ev.SegmentCompleted(seg.start, seg.end)))
+                if not was_done:
+                    self.events.put(("event", ev.SegmentCompleted(seg.start, seg.end)))
             elif not tasks and not self.stop.is_set():
                 self.pending.append(seg)
 
@@ -1059,7 +1061,39 @@ class _Transfer:
     def run(self, first: Optional[requests.Response]) -> int:
         """Fetch every segment; return the final size. Raises on failure or cancel."""
         if self.side is not None:
+            if any(s.written for s in self.segments):
+                # Resuming: make the earlier run's bytes durable so they count as synced.
+                self.part.sync()
+                self.synced = {s.start: s.written for s in self.segments}
             self.commit()
+        self._start_workers(first)
+        try:
+            error = self._loop()
+        except BaseException:  # KeyboardInterrupt in the caller's thread: stop, keep state
+            self._wind_down()
+            if self.side is not None:
+                self.commit()
+            raise
+        self._wind_down()
+        self._drain_events()
+        self._publish()
+        if error is None and self.dl._cancel.is_set() and not self._all_done():
+            if self.side is not None:
+                self.commit()
+            raise CancelledError("download cancelled; run again to resume")
+        if error is not None:
+            if isinstance(error, RemoteChanged):
+                raise _Restart(f"the remote file changed ({error})") from None
+            if isinstance(error, RangesUnsupported):
+                raise _Restart(f"{error}", single_stream=True) from None
+            if self.side is not None:
+                self.commit()
+            if isinstance(error, AccelError):
+                raise error
+            raise AccelError(f"internal error: {error!r}") from error
+        return max((s.end + 1 for s in self.segments), default=0)
+
+    def _start_workers(self, first: Optional[requests.Response]) -> None:
         first_task = None
         if first is not None:
             with self.lock:
@@ -1082,10 +1116,12 @@ class _Transfer:
             )
             self.workers.append(t)
             t.start()
+
+    def _loop(self) -> Optional[BaseException]:
+        """Deliver events, report progress, commit and watch until done, cancelled or failed."""
         alive = len(self.workers)
         error: Optional[BaseException] = None
-        last_commit = time.monotonic()
-        last_sync = last_commit
+        last_commit = last_sync = time.monotonic()
         while True:
             try:
                 kind, payload = self.events.get(timeout=_TICK)
@@ -1103,14 +1139,11 @@ class _Transfer:
                 except queue.Empty:
                     kind = ""
             self._publish()
-            now = time.monotonic()
-            if error is not None or self.dl._cancel.is_set():
-                break
-            if self._all_done():
-                break
+            if error is not None or self.dl._cancel.is_set() or self._all_done():
+                return error
             if alive <= 0:
-                error = AccelError("internal error: all workers stopped before the end")
-                break
+                return AccelError("internal error: all workers stopped before the end")
+            now = time.monotonic()
             if self.side is not None and now - last_commit >= self.opts.commit_interval:
                 self.commit()
                 last_commit = now
@@ -1118,24 +1151,6 @@ class _Transfer:
                 self._start_sync()
                 last_sync = now
             self._watchdog(now)
-        self._wind_down()
-        self._drain_events()
-        self._publish()
-        if error is None and self.dl._cancel.is_set() and not self._all_done():
-            if self.side is not None:
-                self.commit()
-            raise CancelledError("download cancelled; run again to resume")
-        if error is not None:
-            if isinstance(error, RemoteChanged):
-                raise _Restart(f"the remote file changed ({error})") from None
-            if isinstance(error, RangesUnsupported):
-                raise _Restart(f"{error}", single_stream=True) from None
-            if self.side is not None:
-                self.commit()
-            if isinstance(error, AccelError):
-                raise error
-            raise AccelError(f"internal error: {error!r}") from error
-        return max((s.end + 1 for s in self.segments), default=0)
 
     def _wind_down(self) -> None:
         self.stop.set()

@@ -49,7 +49,7 @@ from .fetch import (
 from .limits import RateLimiter
 from .names import name_from_url
 from .options import Options, normalize_headers
-from .planner import Segment, fresh_plan, resume_plan, steal_point
+from .planner import ALIGN, Segment, fresh_plan, resume_plan, steal_point
 from .remote import (
     BadResponse,
     RangesUnsupported,
@@ -766,26 +766,34 @@ class _Transfer:
             return self._steal() or self._hedge()
 
     def _steal(self) -> Optional[Task]:
+        """Split the tail of the slowest segment for an idle worker (under lock).
+
+        The owner keeps what it can fetch in about the time the thief needs for the rest
+        (an even split between equals; a straggler keeps little), and at least one read.
+        """
         now = time.monotonic()
+        live = [
+            (seg, tasks[0])
+            for seg, tasks in self.tasks.items()
+            if len(tasks) == 1 and not tasks[0].abort and not seg.done
+        ]
+        # Tail pieces may be smaller than planned segments, down to 256 KiB.
+        piece = max(min(self.opts.min_split, 4 * ALIGN), self.opts.min_split // 4)
+        rates = [t.rate(now) for _, t in live if now - t.started > 0.5]
+        typical = sorted(rates)[len(rates) // 2] if rates else 0.0
         best: Optional[Tuple[float, Segment, int]] = None
-        for seg, tasks in self.tasks.items():
-            if len(tasks) != 1:
-                continue
-            task = tasks[0]
-            point = steal_point(task.pos, seg.end, self.opts.min_split)
+        for seg, task in live:
+            rate = task.rate(now) if now - task.started > 0.5 else 0.0
+            share = 0.5 if rate <= 0 or typical <= 0 else rate / (rate + max(rate, typical))
+            point = steal_point(task.pos, seg.end, piece, margin=_read_margin(task), share=share)
             if point is None:
                 continue
-            rate = task.rate(now)
             eta = (seg.end + 1 - task.pos) / rate if rate > 0 else float("inf")
-            key = (eta, seg.end - task.pos)
-            if best is None or key > (best[0], best[1].end - best[2]):
-                best = (eta, seg, task.pos)
+            if best is None or eta > best[0]:
+                best = (eta, seg, point)
         if best is None:
             return None
-        _, victim, _ = best
-        point = steal_point(self.tasks[victim][0].pos, victim.end, self.opts.min_split)
-        if point is None:
-            return None
+        _, victim, point = best
         new = Segment(point, victim.end)
         task = self._new_task(new)
         if task is None:
@@ -799,8 +807,8 @@ class _Transfer:
     def _hedge(self) -> Optional[Task]:
         now = time.monotonic()
         best: Optional[Tuple[float, Task]] = None
-        for tasks in self.tasks.values():
-            if len(tasks) != 1:
+        for seg, tasks in self.tasks.items():
+            if len(tasks) != 1 or tasks[0].abort or seg.done:
                 continue
             task = tasks[0]
             if now - task.started < self.opts.hedge_after / 2:
@@ -881,6 +889,7 @@ class _Transfer:
         policy = self.opts.retry
         failures = 0
         progress_mark = task.pos
+        task.buffer = buffer
         try:
             while not (task.abort or self.stop.is_set()):
                 if task.pos > task.seg.end:
@@ -1281,6 +1290,12 @@ class _Transfer:
         rate = self.rate
         eta = (total - written) / rate if total is not None and rate > 0 else None
         return ev.Progress(written, total, rate, eta, live, cells)
+
+
+def _read_margin(task: Task) -> int:
+    """The most a task's worker may be writing right now (its read size)."""
+    buffer = task.buffer
+    return buffer.size if buffer is not None else CHUNK
 
 
 def _response_start(resp: requests.Response) -> int:

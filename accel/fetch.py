@@ -58,6 +58,7 @@ class Task:
     __slots__ = (
         "abort",
         "base",
+        "buffer",
         "host",
         "last_progress",
         "pos",
@@ -77,6 +78,7 @@ class Task:
         self.until_eof = until_eof
         self.host: Optional[str] = None  # the HostSlots slot this task holds, if any
         self.source: Any = None  # where the orchestrator fetches this task's bytes from
+        self.buffer: Optional[ReadBuffer] = None  # the worker's buffer: its size bounds a read
         self.started = self.last_progress = time.monotonic()
 
     def rate(self, now: float) -> float:
@@ -249,7 +251,6 @@ def stream(
                 return False
             raise Retryable(f"connection lost at byte {pos}: {_reason(exc)}") from exc
         now = clock()
-        buffer.adapt(now - started, n == want)
         if not n:
             if task.abort or stop.is_set():
                 return False
@@ -265,6 +266,8 @@ def stream(
         pos += n
         task.pos = pos
         task.last_progress = now
+        # Only now may the size change: a thief reads it as the bound of the read in flight.
+        buffer.adapt(now - started, n == want)
         if limiter is not None:
             limiter.consume(n, stop)
 

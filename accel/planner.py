@@ -176,20 +176,30 @@ def fresh_plan(
     return [Segment(r.start, r.end) for r in plan(size, connections, min_segment)]
 
 
-def steal_point(pos: int, end: int, min_split: int) -> Optional[int]:
+def steal_point(
+    pos: int,
+    end: int,
+    min_split: int,
+    *,
+    margin: Optional[int] = None,
+    share: float = 0.5,
+) -> Optional[int]:
     """Where to split the unwritten ``[pos, end]`` of a segment for another worker, or None.
 
-    The split leaves the owner at least ``min_split`` bytes ahead of its position ``pos``,
-    so an owner in the middle of writing one read (at most ``min_split`` bytes) never
-    crosses its new end. The thief gets ``[point, end]``, at least ``min_split // 2`` bytes.
+    The owner keeps about ``share`` of the remaining bytes, and never fewer than ``margin``
+    (default ``min_split``): an owner in the middle of a read of at most ``margin`` bytes
+    never crosses its new end. The thief gets ``[point, end]``, at least ``min_split // 2``
+    bytes (``min_split`` when the split can be aligned to :data:`ALIGN`).
     """
+    margin = min_split if margin is None else margin
     remaining = end + 1 - pos
-    if min_split < 1 or remaining < 2 * min_split:
+    if min_split < 1 or remaining < margin + min_split:
         return None
-    point = _align_up(pos + remaining // 2)
-    if point - pos < min_split or end + 1 - point < max(1, min_split // 2):
-        point = pos + remaining // 2
-    if point - pos < min_split or point > end:
+    keep = max(margin, int(remaining * min(max(share, 0.0), 1.0)))
+    point = _align_up(pos + keep)
+    if end + 1 - point < min_split:
+        point = pos + keep
+    if point - pos < margin or end + 1 - point < max(1, min_split // 2):
         return None
     return point
 

@@ -177,6 +177,7 @@ class Downloader:
         self._transfer: Optional[_Transfer] = None
         self._name: Optional[str] = None
         self._thread: Optional[threading.Thread] = None
+        self._adopted = False
         self._finished = threading.Event()
         self._result: Optional[Path] = None
         self._error: Optional[BaseException] = None
@@ -314,26 +315,35 @@ class Downloader:
         restarts = 0
         discard = False
         single_stream = False
-        session = self.new_session()
-        try:
-            while True:
-                if self._cancel.is_set():
-                    raise CancelledError("cancelled")
-                try:
-                    return self._attempt(session, discard=discard, single_stream=single_stream)
-                except _Restart as exc:
-                    restarts += 1
-                    if restarts > MAX_RESTARTS:
-                        raise RemoteChangedError(
-                            f"the remote file kept changing ({exc}); giving up after "
-                            f"{MAX_RESTARTS} restarts"
-                        ) from None
-                    log.warning("%s; restarting from zero", exc)
-                    self._emit(ev.Restarted(str(exc)))
-                    discard = True
-                    single_stream = single_stream or exc.single_stream
-        finally:
-            session.close()
+        while True:
+            if self._cancel.is_set():
+                raise CancelledError("cancelled")
+            # One session per attempt: the worker that continues the probe's response adopts
+            # it, so the probe's connection is reused for the first segment.
+            session = self.new_session(on_throttle=self._throttled)
+            self._adopted = False
+            try:
+                return self._attempt(session, discard=discard, single_stream=single_stream)
+            except _Restart as exc:
+                restarts += 1
+                if restarts > MAX_RESTARTS:
+                    raise RemoteChangedError(
+                        f"the remote file kept changing ({exc}); giving up after "
+                        f"{MAX_RESTARTS} restarts"
+                    ) from None
+                log.warning("%s; restarting from zero", exc)
+                self._emit(ev.Restarted(str(exc)))
+                discard = True
+                single_stream = single_stream or exc.single_stream
+            finally:
+                if not self._adopted:
+                    session.close()
+
+    def _throttled(self) -> None:
+        """urllib3 saw a 429/503: tell the running transfer (any thread)."""
+        transfer = self._transfer
+        if transfer is not None:
+            transfer.throttle()
 
     def _attempt(self, session: requests.Session, *, discard: bool, single_stream: bool) -> Path:
         dest = self._target()
@@ -576,7 +586,13 @@ class Downloader:
         if not resumable and size:
             log.info("this download cannot be resumed if interrupted (no ranges or no validator)")
         transfer = _Transfer(
-            self, part, segments, remote, side if resumable else None, ranged=ranged
+            self,
+            part,
+            segments,
+            remote,
+            side if resumable else None,
+            ranged=ranged,
+            probe_session=session,
         )
         self._transfer = transfer
         transfer.add_mirrors(session, self.options.mirrors)
@@ -657,8 +673,10 @@ class _Transfer:
         side: Optional[Path],
         *,
         ranged: bool,
+        probe_session: Optional[requests.Session] = None,
     ) -> None:
         self.dl = dl
+        self.probe_session = probe_session
         self.opts = dl.options
         self.part = part
         self.segments = sorted(segments, key=lambda s: s.start)
@@ -783,8 +801,9 @@ class _Transfer:
         typical = sorted(rates)[len(rates) // 2] if rates else 0.0
         best: Optional[Tuple[float, Segment, int]] = None
         for seg, task in live:
-            rate = task.rate(now) if now - task.started > 0.5 else 0.0
-            share = 0.5 if rate <= 0 or typical <= 0 else rate / (rate + max(rate, typical))
+            young = now - task.started <= 0.5  # too early to judge its speed
+            rate = typical if young else task.rate(now)
+            share = 0.5 if young or typical <= 0 else rate / (rate + max(rate, typical))
             point = steal_point(task.pos, seg.end, piece, margin=_read_margin(task), share=share)
             if point is None:
                 continue
@@ -857,10 +876,14 @@ class _Transfer:
 
     # -- workers -----------------------------------------------------------------------------
 
-    def _worker(self, first: Optional[Tuple[Task, requests.Response]]) -> None:
-        session = None
+    def _worker(
+        self,
+        first: Optional[Tuple[Task, requests.Response]],
+        session: Optional[requests.Session] = None,
+    ) -> None:
         try:
-            session = self.dl.new_session(on_throttle=self.throttle)
+            if session is None:
+                session = self.dl.new_session(on_throttle=self.throttle)
             buffer = ReadBuffer(min(CHUNK, self.opts.min_split))
             if first is not None:
                 self._run_task(session, first[0], first[1], buffer)
@@ -1120,8 +1143,12 @@ class _Transfer:
             count = self.opts.connections  # more workers than segments steal from the others
         for i in range(count):
             arg = (first_task, first) if (i == 0 and first_task is not None) else None
+            adopt = None
+            if arg is not None and self.probe_session is not None:
+                adopt = self.probe_session  # keep the probe's connection for the first segment
+                self.dl._adopted = True
             t = threading.Thread(
-                target=self._worker, args=(arg,), name=f"accel-worker-{i}", daemon=True
+                target=self._worker, args=(arg, adopt), name=f"accel-worker-{i}", daemon=True
             )
             self.workers.append(t)
             t.start()

@@ -77,6 +77,10 @@ MAX_RESTARTS = 3
 #: Seconds the run thread waits for workers to wind down after cancel or error.
 STOP_GRACE = 1.0
 _TICK = 0.05
+#: Seconds a connection must have run before its speed is trusted for stealing and hedging.
+JUDGE_AFTER = 0.15
+#: Seconds without progress after which a connection counts as stalled.
+STALL_AFTER = 1.0
 #: How long a 429/503 keeps the number of connections lowered.
 THROTTLE_PERIOD = 30.0
 _UNKNOWN_END = 2**63 - 2
@@ -694,6 +698,7 @@ class _Transfer:
         self.synced: Dict[int, int] = {}
         self.boot = state.boot_id()
         self.workers: List[threading.Thread] = []
+        self.finished_rates: Deque[float] = collections.deque(maxlen=16)
         self.reported = sum(s.written for s in self.segments)
         self._last_rate_sample: Tuple[float, int] = (time.monotonic(), self.reported)
         self.rate = 0.0
@@ -797,13 +802,15 @@ class _Transfer:
         ]
         # Tail pieces may be smaller than planned segments, down to 256 KiB.
         piece = max(min(self.opts.min_split, 4 * ALIGN), self.opts.min_split // 4)
-        rates = [t.rate(now) for _, t in live if now - t.started > 0.5]
-        typical = sorted(rates)[len(rates) // 2] if rates else 0.0
+        typical = self._typical_rate(now)
+        # Workers without a task (this thief included) will share what the victim gives up.
+        idle = max(1, self.opts.connections - sum(len(ts) for ts in self.tasks.values()))
         best: Optional[Tuple[float, Segment, int]] = None
         for seg, task in live:
-            young = now - task.started <= 0.5  # too early to judge its speed
-            rate = typical if young else task.rate(now)
-            share = 0.5 if young or typical <= 0 else rate / (rate + max(rate, typical))
+            young = now - task.started <= JUDGE_AFTER  # too early to judge its speed
+            rate = typical if young or typical <= 0 else task.rate(now)
+            thieves = idle * (typical if typical > 0 else 1.0)
+            share = rate / (rate + thieves) if rate > 0 else 1.0 / (1 + idle)
             point = steal_point(task.pos, seg.end, piece, margin=_read_margin(task), share=share)
             if point is None:
                 continue
@@ -823,24 +830,43 @@ class _Transfer:
         log.debug("stole %d-%d from segment at %d", new.start, new.end, victim.start)
         return task
 
+    def _typical_rate(self, now: float) -> float:
+        """The median speed of a connection: finished tasks and live ones old enough to judge."""
+        rates = list(self.finished_rates)
+        rates += [
+            t.rate(now) for ts in self.tasks.values() for t in ts if now - t.started > JUDGE_AFTER
+        ]
+        rates = [r for r in rates if r > 0]
+        return sorted(rates)[len(rates) // 2] if rates else 0.0
+
     def _hedge(self) -> Optional[Task]:
+        """Race a straggling tail from its current position with an idle worker (under lock).
+
+        A segment is raced when a typical connection would finish what is left more than
+        ``hedge_after`` seconds sooner (and in under half the time), or when it made no
+        progress for a second (or ``hedge_after``, if longer).
+        """
         now = time.monotonic()
+        typical = self._typical_rate(now)
         best: Optional[Tuple[float, Task]] = None
         for seg, tasks in self.tasks.items():
             if len(tasks) != 1 or tasks[0].abort or seg.done:
                 continue
             task = tasks[0]
-            if now - task.started < self.opts.hedge_after / 2:
-                continue
-            remaining = task.seg.end + 1 - task.pos
-            rate = task.rate(now)
-            eta = remaining / rate if rate > 0 else float("inf")
+            remaining = seg.end + 1 - task.pos
             stalled = now - task.last_progress
-            if eta < self.opts.hedge_after and stalled < self.opts.hedge_after:
-                continue
-            key = max(eta, stalled)
-            if best is None or key > best[0]:
-                best = (key, task)
+            if stalled < max(STALL_AFTER, self.opts.hedge_after):
+                if now - task.started < JUDGE_AFTER:
+                    continue  # too early to judge its speed
+                rate = task.rate(now)
+                eta = remaining / rate if rate > 0 else float("inf")
+                fresh = remaining / typical if typical > 0 else 0.0
+                if eta - fresh < self.opts.hedge_after or eta < 2 * fresh:
+                    continue  # a new connection would not finish clearly sooner
+            else:
+                eta = float("inf")
+            if best is None or eta > best[0]:
+                best = (eta, task)
         if best is None:
             return None
         victim = best[1]
@@ -857,6 +883,8 @@ class _Transfer:
             if task in tasks:
                 tasks.remove(task)
                 task.source.active -= 1
+                if task.pos > task.base and time.monotonic() - task.started > 0.2:
+                    self.finished_rates.append(task.rate(time.monotonic()))
                 if task.host is not None and self.opts.host_slots is not None:
                     self.opts.host_slots.release(task.host)
             if not tasks:

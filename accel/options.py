@@ -35,8 +35,9 @@ class Options:
     #: A connection slower than this (bytes/s) for ``low_speed_time`` seconds is replaced.
     low_speed_limit: int = 0
     low_speed_time: float = 10.0
-    #: An idle worker races a segment whose estimated time left exceeds this (seconds).
-    hedge_after: float = 2.0
+    #: An idle worker races a segment when a typical connection would finish it this many
+    #: seconds sooner (and in under half the time), or when it made no progress for a second.
+    hedge_after: float = 0.25
     #: Global limit in bytes/s (an int makes a private limiter; a RateLimiter may be shared).
     limit_rate: Optional[Union[int, RateLimiter]] = None
     #: Per-host connection cap shared with other downloads.

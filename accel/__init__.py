@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Union
@@ -42,6 +43,9 @@ from .exceptions import (
 )
 from .options import Options
 from .transport import RetryPolicy
+
+# A library logs but never prints: without configuration, its records go nowhere.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 def download(url: str, output: Union[str, os.PathLike, None] = None, **options: Any) -> Path:

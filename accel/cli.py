@@ -16,8 +16,11 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple, Type
+
+import urllib3
 
 from . import __version__
 from .config import ConfigError, as_argv, config_path, read_config
@@ -342,9 +345,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"accel: error: {exc}\n")
         return EXIT_USAGE
+    except SystemExit as exc:  # --help and --version print and "exit": return instead
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
     _configure_logging(args.verbose, args.quiet)
     if args.insecure:
         sys.stderr.write("accel: warning: TLS certificate verification is disabled (--insecure)\n")
+        # Said once here; urllib3 would repeat it for every request.
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     return _Runner(args, jobs, sys.stderr).run()
 
 

@@ -56,13 +56,14 @@ from .remote import (
     RemoteChanged,
     RemoteFile,
     Retryable,
+    TotalMismatch,
     Validators,
     check_partial,
+    content_length,
     describe,
     http_date_to_timestamp,
     is_strong,
     parse_content_range,
-    parse_length,
     unsatisfied_total,
     validators_of,
 )
@@ -79,6 +80,8 @@ STOP_GRACE = 1.0
 _TICK = 0.05
 #: Seconds a connection must have run before its speed is trusted for stealing and hedging.
 JUDGE_AFTER = 0.15
+#: A segment expected to finish sooner than this (seconds) is not split.
+MIN_STEAL_ETA = 0.05
 #: Seconds without progress after which a connection counts as stalled.
 STALL_AFTER = 1.0
 #: How long a 429/503 keeps the number of connections lowered.
@@ -182,6 +185,7 @@ class Downloader:
         self._name: Optional[str] = None
         self._thread: Optional[threading.Thread] = None
         self._adopted = False
+        self._probe_slot: Optional[str] = None
         self._finished = threading.Event()
         self._result: Optional[Path] = None
         self._error: Optional[BaseException] = None
@@ -289,6 +293,7 @@ class Downloader:
             verify=self.options.verify,
             retry=self.options.retry,
             on_throttle=on_throttle,
+            trusted_origin=self.url,
         )
 
     @property
@@ -365,6 +370,28 @@ class Downloader:
     def _attempt_locked(
         self, session: requests.Session, dest: Path, part: Path, discard: bool, single_stream: bool
     ) -> Path:
+        self._probe_slot = self._take_slot()
+        try:
+            return self._attempt_slotted(session, dest, part, discard, single_stream)
+        finally:
+            if self._probe_slot is not None and self.options.host_slots is not None:
+                self.options.host_slots.release(self._probe_slot)  # not handed to a transfer
+            self._probe_slot = None
+
+    def _take_slot(self) -> Optional[str]:
+        """Wait for a connection slot to the host (shared HostSlots) for the probe."""
+        slots = self.options.host_slots
+        if slots is None:
+            return None
+        netloc = urlsplit(self.url).netloc
+        while not slots.try_acquire(netloc):
+            if self._cancel.wait(0.05):
+                raise CancelledError("cancelled")
+        return netloc
+
+    def _attempt_slotted(
+        self, session: requests.Session, dest: Path, part: Path, discard: bool, single_stream: bool
+    ) -> Path:
         side = state.sidecar_path(part)
         record = None if discard else self._load_record(side, part)
         if discard:
@@ -399,6 +426,9 @@ class Downloader:
                 self._name = remote.filename
                 if resp is not None:
                     resp.close()
+                if self._probe_slot is not None and self.options.host_slots is not None:
+                    self.options.host_slots.release(self._probe_slot)
+                    self._probe_slot = None
                 return self._attempt(session, discard=discard, single_stream=single_stream)
             if record is not None and resp is None:
                 # 416 for a fully written file whose validators match: complete.
@@ -538,7 +568,7 @@ class Downloader:
             if status == 200:
                 if known is not None:
                     raise _Restart("the server sent the whole file: it changed or cannot resume")
-                size = parse_length(resp.headers.get("Content-Length"))
+                size = content_length(resp.headers)
                 if resp.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     size = None
                 return describe(resp.url, 200, resp.headers, size), resp
@@ -546,7 +576,8 @@ class Downloader:
                 raise BadResponse(f"unexpected status {status} for a range request")
             try:
                 total = check_partial(status, resp.headers, start, end, known)
-            except RemoteChanged as exc:
+            except (RemoteChanged, TotalMismatch) as exc:
+                # Resuming, a total other than the record's means the record cannot be used.
                 raise _Restart(f"the remote file changed ({exc})") from None
             return describe(resp.url, 206, resp.headers, total), resp
         except BaseException:
@@ -719,16 +750,21 @@ class _Transfer:
         return min(best, seg.length)
 
     def _new_task(
-        self, seg: Segment, pos: Optional[int] = None, *, force: bool = False
+        self,
+        seg: Segment,
+        pos: Optional[int] = None,
+        *,
+        force: bool = False,
+        slot: Optional[str] = None,
     ) -> Optional[Task]:
         """A task for ``seg`` (under lock), or None when the host has no free connection slot."""
         alive = [s for s in self.sources if not s.dead]
         if not alive:
             return None
         source = self.sources[0] if force else min(alive, key=lambda s: s.active)
-        host = None
+        host = slot
         slots = self.opts.host_slots
-        if slots is not None:
+        if slots is not None and host is None:
             netloc = urlsplit(source.url).netloc
             if slots.try_acquire(netloc):
                 host = netloc
@@ -815,6 +851,8 @@ class _Transfer:
             if point is None:
                 continue
             eta = (seg.end + 1 - task.pos) / rate if rate > 0 else float("inf")
+            if eta < MIN_STEAL_ETA:
+                continue  # done before a new request would even get its first byte
             if best is None or eta > best[0]:
                 best = (eta, seg, point)
         if best is None:
@@ -938,7 +976,7 @@ class _Transfer:
         buffer: ReadBuffer,
     ) -> None:
         policy = self.opts.retry
-        failures = 0
+        failures = mismatches = 0
         progress_mark = task.pos
         task.buffer = buffer
         try:
@@ -984,7 +1022,14 @@ class _Transfer:
                         return
                     if task.pos > progress_mark:
                         failures, progress_mark = 0, task.pos
+                        mismatches = 0
                     failures += 1
+                    if isinstance(exc, TotalMismatch):
+                        mismatches += 1
+                        if mismatches >= 2:
+                            # The server keeps giving another size than the plan's: the plan
+                            # (or the first answer) was wrong. Start over from a new probe.
+                            raise RemoteChanged(str(exc)) from None
                     with self.lock:
                         several = sum(not s.dead for s in self.sources) > 1
                     # With other sources to turn to, a failing one is given up on sooner.
@@ -1035,7 +1080,7 @@ class _Transfer:
                 raise_for_status(resp)
                 if resp.status_code != 200:
                     raise BadResponse(f"unexpected status {resp.status_code}")
-                length = parse_length(resp.headers.get("Content-Length"))
+                length = content_length(resp.headers)
                 if (
                     self.remote.size is not None
                     and length is not None
@@ -1160,7 +1205,8 @@ class _Transfer:
                 seg = next((s for s in self.pending if s.pos == _response_start(first)), None)
                 if seg is not None:
                     self.pending.remove(seg)
-                    first_task = self._new_task(seg, force=True)
+                    first_task = self._new_task(seg, force=True, slot=self.dl._probe_slot)
+                    self.dl._probe_slot = None  # the first task holds it now
             if first_task is None:
                 first.close()
         if not self.pending and first_task is None:

@@ -28,7 +28,6 @@ from .remote import (
     Retryable,
     Validators,
     check_partial,
-    parse_retry_after,
 )
 from .storage import local_error
 
@@ -167,15 +166,15 @@ def get(
 
 
 def raise_for_status(resp: requests.Response) -> None:
-    """Raise :class:`HTTPError` (or :class:`Retryable` for 429/5xx) for an error status."""
+    """Raise :class:`HTTPError` for an error status.
+
+    Retryable statuses (429, 5xx) were already retried by urllib3 (see
+    :meth:`accel.transport.RetryPolicy.urllib3_retry`): reaching here, they are final.
+    """
     status = resp.status_code
     if status < 400:
         return
     reason = f"HTTP {status} {resp.reason or ''}".strip()
-    if status in (429, 500, 502, 503, 504):
-        # urllib3 already retried these; the caller's loop may try once more later.
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"), cap=60.0)
-        raise Retryable(f"{reason} from {resp.url}", retry_after=retry_after)
     raise HTTPError(f"{reason} from {resp.url}", status=status, url=resp.url)
 
 
@@ -195,7 +194,7 @@ class ReadBuffer:
         self.limit = max(self.MIN, limit)
         self.buf = bytearray(self.limit)
         self.view = memoryview(self.buf)
-        self.size = min(256 * 1024, self.limit)
+        self.size = self.MIN  # grows within a few reads on a fast link
 
     def adapt(self, elapsed: float, filled: bool) -> None:
         """Resize after a read that took ``elapsed`` seconds (``filled``: it got all it asked)."""

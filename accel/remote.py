@@ -32,6 +32,10 @@ class BadResponse(Retryable):
     """A response that cannot be trusted for the requested range (nothing of it is written)."""
 
 
+class TotalMismatch(BadResponse):
+    """A response with the same strong ETag but another complete length than planned."""
+
+
 class RemoteChanged(Exception):
     """The remote file is not the one being downloaded any more."""
 
@@ -49,6 +53,22 @@ def parse_length(value: Optional[str]) -> Optional[int]:
         return None
     n = int(value)
     return n if n <= _MAX_SIZE else None
+
+
+def content_length(headers: Mapping[str, str]) -> Optional[int]:
+    """The Content-Length of a response: None when absent, :class:`BadResponse` when invalid.
+
+    An invalid length (anything but plain digits below 2**63, or several different
+    values) makes the message framing unreliable (RFC 9112, section 6.3).
+    """
+    value = headers.get("Content-Length")
+    if value is None:
+        return None
+    values = {v.strip() for v in value.split(",")}
+    length = parse_length(values.pop()) if len(values) == 1 else None
+    if length is None:
+        raise BadResponse(f"invalid Content-Length {value!r}")
+    return length
 
 
 def parse_content_range(value: Optional[str]) -> Optional[Tuple[int, int, Optional[int]]]:
@@ -203,7 +223,7 @@ def check_partial(
         if not expected.same_version(seen):
             if is_strong(expected.etag) and expected.etag == seen.etag:
                 # The same strong ETag with another size: a lying response, not a new file.
-                raise BadResponse(f"Content-Range total {total} for a file of {expected.size}")
+                raise TotalMismatch(f"Content-Range total {total} for a file of {expected.size}")
             raise RemoteChanged(
                 f"size {expected.size} -> {total}, ETag {expected.etag} -> {seen.etag}"
             )
@@ -212,7 +232,7 @@ def check_partial(
         raise BadResponse(
             f"asked for bytes {start}-{want_end}, got Content-Range {headers.get('Content-Range')}"
         )
-    length = parse_length(headers.get("Content-Length"))
+    length = content_length(headers)
     if length is not None and length != got_end - got_start + 1:
         raise BadResponse("Content-Length does not match Content-Range")
     return total

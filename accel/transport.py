@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Union
 from urllib.parse import urlsplit
 
 import requests
@@ -127,12 +127,26 @@ def origin(url: str) -> tuple:
 
 
 class Session(requests.Session):
-    """A requests session that is strict about redirects.
+    """A requests session that is strict about credentials and redirects.
 
-    Credentials (``Authorization``, ``Proxy-Authorization``, ``Cookie`` headers, including
-    ones set by the caller) are dropped when a redirect leaves the original origin, and a
-    redirect from https to http is refused.
+    The caller's credential headers (``Authorization``, ``Proxy-Authorization``,
+    ``Cookie``) are kept apart in :attr:`credentials` and sent only on requests to
+    :attr:`trusted_origin` (the download's own origin), never to a mirror or a redirect
+    target elsewhere; a redirect that leaves the origin drops them, and a redirect from https
+    to http is refused. ``verify`` is passed on every request, so an explicit CA bundle or
+    ``verify=False`` wins over ``REQUESTS_CA_BUNDLE`` in the environment.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.credentials: Dict[str, str] = {}
+        self.trusted_origin: Optional[tuple] = None
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if self.credentials and self.trusted_origin == origin(url):
+            kwargs["headers"] = {**self.credentials, **(kwargs.get("headers") or {})}
+        kwargs.setdefault("verify", self.verify)
+        return super().request(method, url, **kwargs)
 
     def rebuild_auth(
         self, prepared_request: requests.PreparedRequest, response: requests.Response
@@ -161,8 +175,12 @@ def new_session(
     retry: RetryPolicy = RetryPolicy(),
     on_throttle: Optional[Callable[[], None]] = None,
     pool_size: int = 1,
+    trusted_origin: Optional[str] = None,
 ) -> requests.Session:
-    """A session for one worker thread: keep-alive, identity encoding, retries."""
+    """A session for one worker thread: keep-alive, identity encoding, retries.
+
+    Credential headers among ``headers`` go only to ``trusted_origin`` (a URL).
+    """
     session = Session()
     adapter = HTTPAdapter(
         pool_connections=1, pool_maxsize=pool_size, max_retries=retry.urllib3_retry(on_throttle)
@@ -170,8 +188,13 @@ def new_session(
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT
-    if headers:
-        session.headers.update(headers)
+    sensitive = {h.lower() for h in SENSITIVE_HEADERS}
+    for name, value in (headers or {}).items():
+        if name.lower() in sensitive:
+            session.credentials[name] = value
+        else:
+            session.headers[name] = value
+    session.trusted_origin = origin(trusted_origin) if trusted_origin else None
     # Bytes are stored exactly as served: never ask for a compressed encoding.
     session.headers["Accept-Encoding"] = "identity"
     session.verify = verify

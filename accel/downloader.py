@@ -1091,7 +1091,8 @@ class _Transfer:
                 resp.close()
                 raise
             return resp
-        try:
+
+        def ask() -> requests.Response:
             return request_range(
                 session,
                 source.url,
@@ -1100,16 +1101,12 @@ class _Transfer:
                 source.validators,
                 timeout=self.dl.timeouts,
             )
+
+        try:
+            return ask()
         except HTTPError as exc:
             if exc.status in REFRESH_STATUSES and self._refresh(session, source):
-                return request_range(
-                    session,
-                    source.url,
-                    task.pos,
-                    task.seg.end,
-                    source.validators,
-                    timeout=self.dl.timeouts,
-                )
+                return ask()  # now at the freshly resolved URL
             raise
 
     def _refresh(self, session: requests.Session, source: _Source) -> bool:

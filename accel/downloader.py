@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import requests
 
@@ -68,7 +68,7 @@ from .remote import (
     validators_of,
 )
 from .storage import FileLock, PartFile, check_free_space, finalize, local_error
-from .transport import RetryPolicy, new_session
+from .transport import RetryPolicy, new_session, redact
 from .verify import file_digest, matches
 
 log = logging.getLogger(__name__)
@@ -99,29 +99,17 @@ class _Restart(Exception):
         self.single_stream = single_stream
 
 
-def redact(url: str) -> str:
-    """``url`` without any ``user:password@``."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 def check_url(url: str) -> str:
     """Return ``url`` if it is an absolute http(s) URL, else raise :class:`UsageError`."""
     if not isinstance(url, str) or any(c in url for c in "\r\n\t "):
         raise UsageError(f"invalid URL: {url!r}")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"invalid URL (need http:// or https://): {url}")
+        raise UsageError(f"invalid URL (need http:// or https://): {redact(url)}")
     try:
         parts.port  # noqa: B018 - raises for a bad port
     except ValueError:
-        raise UsageError(f"invalid port in URL: {url}") from None
+        raise UsageError(f"invalid port in URL: {redact(url)}") from None
     return url
 
 
@@ -464,7 +452,7 @@ class Downloader:
             log.warning(
                 "the server gave no strong ETag or Last-Modified for %s, so the partial file "
                 "cannot be verified; starting from zero",
-                self.url,
+                redact(self.url),
             )
             state.remove(side)
             return None

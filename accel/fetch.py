@@ -30,6 +30,7 @@ from .remote import (
     check_partial,
 )
 from .storage import local_error
+from .transport import redact
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +159,9 @@ def get(
             raise NetworkError(f"cannot connect to {_host(url)}: {_reason(exc)}") from exc
         raise Retryable(f"connection failed: {_reason(exc)}") from exc
     except requests.exceptions.TooManyRedirects as exc:
-        raise HTTPError(f"too many redirects for {url}", url=url) from exc
+        raise HTTPError(f"too many redirects for {redact(url)}", url=redact(url)) from exc
     except requests.exceptions.InvalidURL as exc:
-        raise HTTPError(f"bad redirect from {url}: {exc}", url=url) from exc
+        raise HTTPError(f"bad redirect from {redact(url)}: {exc}", url=redact(url)) from exc
     except _NETWORK_ERRORS as exc:
         raise Retryable(f"request failed: {_reason(exc)}") from exc
 
@@ -175,7 +176,8 @@ def raise_for_status(resp: requests.Response) -> None:
     if status < 400:
         return
     reason = f"HTTP {status} {resp.reason or ''}".strip()
-    raise HTTPError(f"{reason} from {resp.url}", status=status, url=resp.url)
+    url = redact(resp.url)
+    raise HTTPError(f"{reason} from {url}", status=status, url=url)
 
 
 class ReadBuffer:

@@ -11,7 +11,7 @@ import logging
 import random
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Union
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -117,6 +117,18 @@ class _Retry(Retry):
             except Exception:  # a hook must never break a retry
                 log.exception("throttle hook failed")
         return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+def redact(url: str) -> str:
+    """``url`` without any ``user:password@``."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def origin(url: str) -> tuple:

@@ -34,8 +34,10 @@ from .exceptions import (
     UsageError,
     VerificationError,
 )
-from .limits import RateLimiter, parse_rate
+from .limits import HostSlots, RateLimiter, parse_rate
+from .options import Options, normalize_headers
 from .progress import Reporter, TotalBar
+from .transport import RetryPolicy
 from .verify import parse_checksum
 
 log = logging.getLogger("accel")
@@ -211,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="retries of a failing range before giving up (default: 5)",
     )
     g.add_argument(
+        "--max-per-host",
+        type=_type(_int_in(1, 1024), "connection cap"),
+        metavar="N",
+        help="at most N connections to one host, over all files at once",
+    )
+    g.add_argument(
         "--mirror",
         action="append",
         default=[],
@@ -365,6 +373,7 @@ class _Runner:
         self.tty = stream.isatty()
         self.messages: queue.Queue = queue.Queue()
         self.limiter = RateLimiter(args.limit_rate) if args.limit_rate else None
+        self.slots = HostSlots(args.max_per_host) if args.max_per_host else None
         self.active: Dict[int, Tuple[Downloader, Reporter]] = {}
         self.stopping = False
         headers = list(args.header)
@@ -383,20 +392,24 @@ class _Runner:
         """Start job ``index``; return an exit code right away if it cannot even start."""
         put = self.messages.put
         try:
+            options = Options(
+                connections=self.args.connections,
+                headers=normalize_headers(self.headers),
+                timeout=self.args.timeout,
+                retry=RetryPolicy(attempts=self.args.retries),
+                force=self.args.force,
+                verify=self.verify,
+                checksum=self.args.checksum,
+                limit_rate=self.limiter,
+                host_slots=self.slots,
+                mirrors=tuple(job.mirrors),
+                max_filesize=self.args.max_filesize,
+            )
             downloader = Downloader(
                 job.url,
                 self.args.output,
                 directory=self.args.dir,
-                connections=self.args.connections,
-                headers=self.headers,
-                timeout=self.args.timeout,
-                retries=self.args.retries,
-                force=self.args.force,
-                verify=self.verify,
-                checksum=("=".join(self.args.checksum) if self.args.checksum else None),
-                limit_rate=self.limiter,
-                mirrors=job.mirrors,
-                max_filesize=self.args.max_filesize,
+                options=options,
                 on_event=lambda e: put((index, "event", e)),
                 on_progress=lambda n: put((index, "progress", n)),
             )

@@ -143,7 +143,8 @@ class Session(requests.Session):
 
     The caller's credential headers (``Authorization``, ``Proxy-Authorization``,
     ``Cookie``) are kept apart in :attr:`credentials` and sent only on requests to
-    :attr:`trusted_origin` (the download's own origin), never to a mirror or a redirect
+    :attr:`trusted_origin` (the download's own origin; by default the origin of the first
+    request), never to a mirror or a redirect
     target elsewhere; a redirect that leaves the origin drops them, and a redirect from https
     to http is refused. ``verify`` is passed on every request, so an explicit CA bundle or
     ``verify=False`` wins over ``REQUESTS_CA_BUNDLE`` in the environment.
@@ -155,6 +156,8 @@ class Session(requests.Session):
         self.trusted_origin: Optional[tuple] = None
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if self.credentials and self.trusted_origin is None:
+            self.trusted_origin = origin(url)  # unless told otherwise: the first one asked
         if self.credentials and self.trusted_origin == origin(url):
             kwargs["headers"] = {**self.credentials, **(kwargs.get("headers") or {})}
         kwargs.setdefault("verify", self.verify)

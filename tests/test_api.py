@@ -13,21 +13,29 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import pytest
 
 import accel
-from accel import Options, RetryPolicy, state
+from accel import Options, state
 from accel import events as ev
 from accel.limits import HostSlots, RateLimiter
-from tests.conftest import REPO, sha256
+from tests.helpers import (
+    SPLIT,
+    KiB,
+    MiB,
+    accel_env,
+    fast_options,
+    fast_retry,
+    run_in_thread,
+    sha256,
+    wait_until,
+    written,
+)
 from tests.server import FaultServer, RequestLog, make_data
 
-KiB = 1024
-MiB = 1024 * KiB
-SPLIT = 64 * KiB
-FAST = RetryPolicy(attempts=2, backoff=0.01, backoff_max=0.05, jitter=0)
+FAST = fast_retry(2)
 
 EXPECTED_PUBLIC = [
     "AccelError",
@@ -62,30 +70,7 @@ EXPECTED_PUBLIC = [
 
 
 def opts(**kw: Any) -> Options:
-    kw.setdefault("connections", 4)
-    kw.setdefault("min_split", SPLIT)
-    kw.setdefault("retry", FAST)
-    kw.setdefault("timeout", 10.0)
-    return Options(**kw)
-
-
-def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-def written(d: accel.Downloader) -> int:
-    snap = d.progress()
-    return snap.written if snap is not None else 0
-
-
-@pytest.fixture
-def second_server() -> Iterator[FaultServer]:
-    with FaultServer() as srv:
-        yield srv
+    return fast_options(FAST, **kw)
 
 
 # -- the public surface ----------------------------------------------------------------------
@@ -201,16 +186,7 @@ def test_cancel_from_another_thread_saves_state_and_resumes(
     server.faults.rate = 256 * KiB
     url = server.url("/f.bin")
     d = accel.Downloader(url, directory=tmp_path, options=opts(commit_interval=0.1))
-    errors: List[BaseException] = []
-
-    def runner() -> None:
-        try:
-            d.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=runner)
-    t.start()
+    t, errors = run_in_thread(d.run)
     wait_until(lambda: written(d) >= 128 * KiB, 15, "some progress")
     threading.Thread(target=d.cancel).start()
     t.join(10)
@@ -456,14 +432,14 @@ def test_exceptions_in_callbacks_do_not_corrupt_the_download(
 
 
 def test_two_downloaders_at_once(
-    server: FaultServer, second_server: FaultServer, tmp_path: Path
+    server: FaultServer, other_server: FaultServer, tmp_path: Path
 ) -> None:
     a, b = make_data(1 * MiB + 1, seed=11), make_data(1 * MiB + 2, seed=12)
     server.add_file("/a.bin", a)
-    second_server.add_file("/b.bin", b)
-    server.faults.rate = second_server.faults.rate = 512 * KiB
+    other_server.add_file("/b.bin", b)
+    server.faults.rate = other_server.faults.rate = 512 * KiB
     da = accel.Downloader(server.url("/a.bin"), directory=tmp_path, options=opts()).start()
-    db = accel.Downloader(second_server.url("/b.bin"), directory=tmp_path, options=opts()).start()
+    db = accel.Downloader(other_server.url("/b.bin"), directory=tmp_path, options=opts()).start()
     wait_until(lambda: (written(da) > 0 and written(db) > 0) or da.done or db.done, 10, "both")
     assert not da.done and not db.done, "the downloads did not overlap"
     pa, pb = da.result(20), db.result(20)
@@ -510,17 +486,17 @@ def test_shared_host_slots_cap_live_connections(server: FaultServer, tmp_path: P
 
 
 def test_shared_rate_limiter_limits_the_total(
-    server: FaultServer, second_server: FaultServer, tmp_path: Path
+    server: FaultServer, other_server: FaultServer, tmp_path: Path
 ) -> None:
     a, b = make_data(1 * MiB, seed=15), make_data(1 * MiB + 1, seed=16)
     server.add_file("/a.bin", a)
-    second_server.add_file("/b.bin", b)
+    other_server.add_file("/b.bin", b)
     rate = 1 * MiB
     limiter = RateLimiter(rate)
     kw: Any = dict(directory=tmp_path, connections=2, min_split=SPLIT, limit_rate=limiter)
     t0 = time.monotonic()
     da = accel.Downloader(server.url("/a.bin"), **kw).start()
-    db = accel.Downloader(second_server.url("/b.bin"), **kw).start()
+    db = accel.Downloader(other_server.url("/b.bin"), **kw).start()
     pa, pb = da.result(30), db.result(30)
     elapsed = time.monotonic() - t0
     assert da.options.limit_rate is limiter and db.options.limit_rate is limiter
@@ -596,13 +572,12 @@ def test_library_logging_does_not_reach_stderr(server: FaultServer, tmp_path: Pa
     (tmp_path / "src").mkdir()
     src = tmp_path / "src" / "data"
     src.write_bytes(data)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(
         [sys.executable, "-c", script, server.url("/f.bin"), str(tmp_path), str(src)],
         capture_output=True,
         text=True,
         timeout=60,
-        env=env,
+        env=accel_env(),
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""

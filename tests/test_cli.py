@@ -31,11 +31,10 @@ import pytest
 import accel
 from accel import cli
 from accel.config import config_path
-from tests.conftest import sha256
+from tests import helpers
+from tests.helpers import KiB, MiB, listing, sha256
 from tests.server import FaultServer, RequestLog, make_data
 
-KiB = 1024
-MiB = 1024 * KiB
 FIXED_LM = "Wed, 21 Oct 2015 07:28:00 GMT"
 FIXED_TS = 1445412480
 
@@ -90,10 +89,7 @@ def run_script(
 
 def gets(srv: FaultServer, path: Optional[str] = None) -> List[RequestLog]:
     """The GET requests (for ``path``), once the server has finished handling them."""
-    deadline = time.monotonic() + 5
-    while any(r.ended is None for r in srv.requests) and time.monotonic() < deadline:
-        time.sleep(0.01)  # the client may finish reading before the handler's bookkeeping
-    return [r for r in srv.requests if r.method == "GET" and (path is None or r.path == path)]
+    return helpers.gets(srv, path, settle=5)
 
 
 def max_overlap(reqs: Sequence[RequestLog]) -> int:
@@ -116,10 +112,6 @@ def closed_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
-
-
-def listing(directory: Path) -> List[str]:
-    return sorted(p.name for p in directory.iterdir())
 
 
 def run_on_pty(

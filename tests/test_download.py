@@ -4,7 +4,6 @@ existing files, sparse preallocation, work stealing and hedging, against the rea
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -15,13 +14,21 @@ import pytest
 
 import accel
 from accel import Options, RetryPolicy
-from tests.conftest import run_accel, sha256
-from tests.server import FaultServer, RequestLog, make_data
+from tests.helpers import (
+    SPLIT,
+    KiB,
+    MiB,
+    fast_retry,
+    gets,
+    load_sidecar,
+    range_bounds,
+    run_accel,
+    sha256,
+    wait_until,
+)
+from tests.server import FaultServer, make_data
 
-KiB = 1024
-MiB = 1024 * KiB
-SMALL_SPLIT = 64 * KiB
-FAST_RETRY = RetryPolicy(attempts=3, backoff=0.01, backoff_max=0.05)
+FAST_RETRY = fast_retry(3, jitter=RetryPolicy().jitter)  # the default jitter
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -31,14 +38,9 @@ def parse_range(header: Optional[str], size: int) -> Optional[Tuple[int, int]]:
     """``bytes=a-b`` / ``bytes=a-`` -> inclusive (a, b); None for no/other Range."""
     if not header or not header.startswith("bytes="):
         return None
-    first, _, last = header[len("bytes=") :].partition("-")
-    start = int(first)
-    end = int(last) if last else size - 1
+    start, last = range_bounds(header)
+    end = last if last is not None else size - 1
     return start, min(end, size - 1)
-
-
-def gets(srv: FaultServer, path: str) -> List[RequestLog]:
-    return [r for r in srv.requests if r.method == "GET" and r.path == path]
 
 
 def union_covers(intervals: List[Tuple[int, int]], size: int) -> bool:
@@ -79,14 +81,6 @@ class Background:
         assert not self.thread.is_alive(), "download thread did not finish"
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
 def assert_segments_tile(events: List[accel.Event], size: int) -> None:
     """The SegmentCompleted events cover ``[0, size)`` exactly once."""
     spans = sorted((e.start, e.end) for e in events if isinstance(e, accel.SegmentCompleted))
@@ -95,29 +89,6 @@ def assert_segments_tile(events: List[accel.Event], size: int) -> None:
         assert start == expected, f"segment {start}-{end} reported twice or out of place: {spans}"
         expected = end + 1
     assert expected == size, spans
-
-
-def check_sidecar(side: Path, part: Path, url: str, data: bytes) -> int:
-    """Assert ``side`` is a valid record whose written prefixes match ``data``; return written."""
-    doc = json.loads(side.read_text())
-    assert doc["format"] == "accel-sidecar"
-    assert doc["version"] == 1
-    assert doc["url"] == url
-    assert doc["size"] == len(data)
-    segs = sorted(doc["segments"], key=lambda s: s["start"])
-    expected = 0
-    for s in segs:
-        assert s["start"] == expected
-        assert s["end"] >= s["start"]
-        assert 0 <= s["written"] <= s["end"] - s["start"] + 1
-        expected = s["end"] + 1
-    assert expected == len(data)
-    assert part.stat().st_size == len(data)
-    content = part.read_bytes()
-    for s in segs:
-        a, b = s["start"], s["start"] + s["written"]
-        assert content[a:b] == data[a:b], f"written bytes {a}-{b} differ from the source"
-    return sum(s["written"] for s in segs)
 
 
 # -- CLI -------------------------------------------------------------------------------------
@@ -289,7 +260,7 @@ def test_tiny_files_api(server: FaultServer, tmp_path: Path, size: int):
     body = make_data(size, seed=10)
     server.add_file("/tiny", body)
     out = tmp_path / "out.bin"
-    assert accel.download(server.url("/tiny"), out, connections=8, min_split=SMALL_SPLIT) == out
+    assert accel.download(server.url("/tiny"), out, connections=8, min_split=SPLIT) == out
     assert out.read_bytes() == body
     assert files_under(tmp_path) == {"out.bin"}
 
@@ -309,7 +280,7 @@ def test_large_file_uses_parallel_connections(server: FaultServer, data: bytes, 
     server.add_file("/big", data)
     server.faults.rate = 2 * MiB  # per connection: long enough to see requests overlap
     out = tmp_path / "out.bin"
-    dl = accel.Downloader(server.url("/big"), out, connections=8, min_split=SMALL_SPLIT)
+    dl = accel.Downloader(server.url("/big"), out, connections=8, min_split=SPLIT)
     job = Background(dl.run)
     peak = 0
     while job.thread.is_alive():
@@ -356,9 +327,9 @@ def test_cancel_from_another_thread(server: FaultServer, tmp_path: Path):
     server.faults.rate = 256 * KiB
     out = tmp_path / "out.bin"
     url = server.url("/slow")
-    dl = accel.Downloader(url, out, connections=4, min_split=SMALL_SPLIT)
+    dl = accel.Downloader(url, out, connections=4, min_split=SPLIT)
     job = Background(dl.run)
-    wait_for(
+    wait_until(
         lambda: (dl.progress() or accel.Progress(0, None, 0, None, 0)).written > 256 * KiB,
         20,
         "some progress",
@@ -371,7 +342,8 @@ def test_cancel_from_another_thread(server: FaultServer, tmp_path: Path):
     assert dl.cancelled
     assert not out.exists()
     part = tmp_path / "out.bin.part"
-    written = check_sidecar(tmp_path / "out.bin.part.json", part, url, body)
+    segs = load_sidecar(tmp_path / "out.bin.part.json", part, url, body, synced=False)
+    written = sum(s["written"] for s in segs)
     assert 0 < written < len(body)
 
 
@@ -379,7 +351,7 @@ def test_progress_snapshot(server: FaultServer, tmp_path: Path):
     body = make_data(2 * MiB, seed=13)
     server.add_file("/p", body)
     server.faults.rate = 512 * KiB
-    dl = accel.Downloader(server.url("/p"), tmp_path / "p", connections=4, min_split=SMALL_SPLIT)
+    dl = accel.Downloader(server.url("/p"), tmp_path / "p", connections=4, min_split=SPLIT)
     assert dl.progress() is None
     job = Background(dl.run)
     snaps: List[accel.Progress] = []
@@ -442,7 +414,7 @@ def test_events_in_order_on_calling_thread(server: FaultServer, data: bytes, tmp
         server.url("/e"),
         out,
         connections=4,
-        min_split=SMALL_SPLIT,
+        min_split=SPLIT,
         on_event=on_event,
         on_progress=on_progress,
     ).run()
@@ -478,7 +450,7 @@ def test_failing_callbacks_do_not_break_the_download(
         server.url("/f"),
         out,
         connections=4,
-        min_split=SMALL_SPLIT,
+        min_split=SPLIT,
         on_event=on_event,
         on_progress=on_progress,
     )
@@ -497,14 +469,14 @@ def test_part_file_is_sparse_and_preallocated(server: FaultServer, tmp_path: Pat
     server.faults.rate = 256 * KiB
     out = tmp_path / "out.bin"
     part = tmp_path / "out.bin.part"
-    dl = accel.Downloader(server.url("/sparse"), out, connections=2, min_split=SMALL_SPLIT)
+    dl = accel.Downloader(server.url("/sparse"), out, connections=2, min_split=SPLIT)
     job = Background(dl.run)
     try:
-        wait_for(part.exists, 10, ".part to appear")
+        wait_until(part.exists, 10, ".part to appear")
         st = os.stat(part)
         assert st.st_size == size
         assert st.st_blocks * 512 < size // 2
-        wait_for(
+        wait_until(
             lambda: (dl.progress() or accel.Progress(0, None, 0, None, 0)).written >= 256 * KiB,
             10,
             "some progress",
@@ -530,7 +502,7 @@ def test_existing_unrelated_file_is_kept(
     old = make_data(len(data), seed=99) if same_size else b"precious"
     out.write_bytes(old)
     with pytest.raises(accel.OutputExistsError):
-        accel.Downloader(server.url("/f"), out, connections=4, min_split=SMALL_SPLIT).run()
+        accel.Downloader(server.url("/f"), out, connections=4, min_split=SPLIT).run()
     assert out.read_bytes() == old
     assert files_under(tmp_path) == {"out.bin"}
 
@@ -591,7 +563,7 @@ def test_work_stealing_writes_nothing_twice(server: FaultServer, tmp_path: Path)
     server.faults.straggler_every = 3
     server.faults.straggler_factor = 8
     out = tmp_path / "out.bin"
-    opts = Options(connections=4, min_split=SMALL_SPLIT, retry=FAST_RETRY)
+    opts = Options(connections=4, min_split=SPLIT, retry=FAST_RETRY)
     path = accel.Downloader(server.url("/steal"), out, options=opts).run()
     assert sha256(path) == sha256(body)
 
@@ -625,7 +597,7 @@ def test_hedging_beats_a_stalled_connection(
     server.faults.stall_after_bytes = 128 * KiB
     out = tmp_path / "out.bin"
     extra = {} if hedge_after is None else {"hedge_after": hedge_after}
-    opts = Options(connections=4, min_split=SMALL_SPLIT, retry=FAST_RETRY, **extra)
+    opts = Options(connections=4, min_split=SPLIT, retry=FAST_RETRY, **extra)
     events: List[accel.Event] = []
     t0 = time.monotonic()
     path = accel.Downloader(server.url("/stall"), out, options=opts, on_event=events.append).run()

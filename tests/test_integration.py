@@ -5,58 +5,42 @@ replaced between runs. (TLS integration lives in test_security.py.)
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 import pytest
 
 import accel
-from accel import Options, RetryPolicy
+from accel import Options
 from accel import events as ev
-from tests.conftest import REPO, accel_cmd, sha256
+from tests.helpers import (
+    KiB,
+    MiB,
+    fast_options,
+    fast_retry,
+    interrupt,
+    popen_accel,
+    run_accel,
+    run_in_thread,
+    sha256,
+    sidecar_written,
+    wait_until,
+)
 from tests.nginx import Nginx
 from tests.server import make_data
 
 pytestmark = pytest.mark.nginx
 
-KiB = 1024
-MiB = 1024 * KiB
-SPLIT = 64 * KiB
-FAST = RetryPolicy(attempts=3, backoff=0.01, backoff_max=0.05, jitter=0)
+FAST = fast_retry(3)
 
 
 def opts(**kw: Any) -> Options:
-    kw.setdefault("connections", 4)
-    kw.setdefault("min_split", SPLIT)
-    kw.setdefault("retry", FAST)
-    kw.setdefault("timeout", 10.0)
-    return Options(**kw)
-
-
-def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    return fast_options(FAST, **kw)
 
 
 def file_gets(ngx: Nginx, name: str) -> List[Dict[str, Any]]:
     return [e for e in ngx.access_log() if e["request"].startswith(f"GET /{name} ")]
-
-
-def sidecar_written(side: Path) -> int:
-    try:
-        doc = json.loads(side.read_bytes())
-    except (OSError, ValueError):
-        return 0
-    return sum(s["written"] for s in doc["segments"])
 
 
 @pytest.fixture
@@ -85,6 +69,7 @@ def test_ranged_download_with_several_connections(
         lambda: sum(e["body_bytes_sent"] for e in file_gets(ngx, "big.bin")) >= len(data),
         5,
         "the access log",
+        interval=0.02,
     )
     log = file_gets(ngx, "big.bin")
     assert len(log) >= 4, log
@@ -102,7 +87,7 @@ def test_server_without_ranges_single_stream(
     ngx = nginx_factory(www, max_ranges=0)
     path = accel.Downloader(ngx.url("plain.bin"), directory=out, options=opts()).run()
     assert sha256(path) == sha256(data)
-    wait_until(lambda: file_gets(ngx, "plain.bin"), 5, "the access log")
+    wait_until(lambda: file_gets(ngx, "plain.bin"), 5, "the access log", interval=0.02)
     log = file_gets(ngx, "plain.bin")
     assert [e["status"] for e in log] == [200], log
     assert log[0]["body_bytes_sent"] == len(data)
@@ -112,15 +97,7 @@ def test_cli_ranged_download(nginx_factory: Callable[..., Nginx], www: Path, out
     data = make_data(2 * MiB + 1, seed=3)
     (www / "cli.bin").write_bytes(data)
     ngx = nginx_factory(www)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run(
-        accel_cmd(ngx.url("cli.bin"), "-n", "4", "-q"),
-        cwd=out,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_accel(ngx.url("cli.bin"), "-n", "4", "-q", cwd=out)
     assert proc.returncode == 0, proc.stderr
     assert sha256(out / "cli.bin") == sha256(data)
 
@@ -136,26 +113,9 @@ def test_limit_rate_sigint_then_resume(
     ngx = nginx_factory(www, limit_rate="256k")
     url = ngx.url("slow.bin")
     side = out / "slow.bin.part.json"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        accel_cmd(url, "-n", "4"),
-        cwd=out,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        part = out / "slow.bin.part"
-        wait_until(lambda: part.exists() or proc.poll() is not None, 20, "the part file")
-        time.sleep(0.6)
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc = popen_accel(url, "-n", "4", cwd=out)
+    part = out / "slow.bin.part"
+    _, _, err = interrupt(proc, part.exists, 20, "the part file", settle=0.6, interval=0.02)
     assert proc.returncode == 130, err
     assert not (out / "slow.bin").exists()
     saved = sidecar_written(side)
@@ -184,18 +144,14 @@ def test_file_replaced_between_runs_restarts(
     ngx = nginx_factory(www, limit_rate="256k")  # 1 MiB at once for 4 connections, then 1 MiB/s
     url = ngx.url("swap.bin")
     d = accel.Downloader(url, directory=out, options=opts(commit_interval=0.1))
-    errors: List[BaseException] = []
-
-    def run() -> None:
-        try:
-            d.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=run)
-    t.start()
+    t, errors = run_in_thread(d.run)
     side = out / "swap.bin.part.json"
-    wait_until(lambda: sidecar_written(side) >= 256 * KiB or not t.is_alive(), 20, "progress")
+    wait_until(
+        lambda: sidecar_written(side) >= 256 * KiB or not t.is_alive(),
+        20,
+        "progress",
+        interval=0.02,
+    )
     d.cancel()
     t.join(10)
     assert len(errors) == 1 and isinstance(errors[0], accel.CancelledError), errors

@@ -18,11 +18,9 @@ from typing import List, Tuple
 import pytest
 
 from accel import state
-from tests.conftest import REPO, accel_cmd, run_accel, sha256
+from tests.helpers import KiB, MiB, listing, popen_accel, run_accel, sha256
 from tests.server import FaultServer, make_data
 
-KiB = 1024
-MiB = 1024 * KiB
 SIZE = 8 * MiB + 13
 KILLS = 20
 SEED = 20261122
@@ -57,17 +55,14 @@ def test_random_kill9_points_then_resume(server: FaultServer, tmp_path: Path) ->
     side = state.sidecar_path(part)
     server.faults.rate = BASE_RATE
     rng = random.Random(SEED)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    argv = accel_cmd(url, "-o", str(out), "-n", "4", "-q")
+    args = (url, "-o", str(out), "-n", "4", "-q")
 
     seen_sidecar = False
     best = 0
     claimed: List[Tuple[int, int]] = []
     for i in range(KILLS):
         delay = rng.uniform(0.3, 3.0)
-        proc = subprocess.Popen(
-            argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        proc = popen_accel(*args, cwd=tmp_path, stdout=subprocess.DEVNULL, text=False)
         try:
             deadline = time.monotonic() + delay
             while time.monotonic() < deadline and proc.poll() is None:
@@ -96,7 +91,7 @@ def test_random_kill9_points_then_resume(server: FaultServer, tmp_path: Path) ->
     res = run_accel(url, "-o", str(out), "-n", "4", "-q", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert sha256(out) == sha256(data)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]  # no leftovers
+    assert listing(tmp_path) == [out.name]  # no leftovers
     for r in server.requests:  # the final resume never fetched a claimed byte again
         if r.method != "GET" or not r.range_header or r.status != 206:
             continue

@@ -11,9 +11,7 @@ import pytest
 
 from accel.exceptions import UsageError
 from accel.limits import HostSlots, RateLimiter, parse_rate
-
-KiB = 1024
-MiB = 1024 * KiB
+from tests.helpers import KiB, MiB
 
 
 class FakeClock:

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests import nginx as nginx_helper
+from tests.helpers import MiB
 from tests.nginx import Nginx
 
 pytestmark = pytest.mark.nginx
@@ -19,8 +20,6 @@ pytestmark = pytest.mark.nginx
 nginx_bin = nginx_helper.nginx_bin
 nginx_factory = nginx_helper.nginx_factory
 nginx = nginx_helper.nginx
-
-MiB = 1024 * 1024
 
 
 def test_range_request_gets_206(nginx: Nginx) -> None:

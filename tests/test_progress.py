@@ -20,9 +20,8 @@ import pytest
 
 from accel import events as ev
 from accel.progress import Reporter, TotalBar, human_size
+from tests.helpers import MiB
 
-KiB = 1024
-MiB = 1024 * KiB
 SIZE = 3 * MiB
 
 

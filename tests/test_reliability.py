@@ -24,14 +24,22 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 import accel
-from accel import Options, RetryPolicy, state
-from tests.conftest import REPO, accel_cmd, run_accel, sha256
+from accel import Options, state
+from tests.helpers import (
+    KiB,
+    MiB,
+    fast_options,
+    fast_retry,
+    gets,
+    popen_accel,
+    range_bounds,
+    run_accel,
+    run_in_thread,
+    sha256,
+)
 from tests.server import FaultHandler, FaultServer, RequestLog, make_data
 
-KiB = 1024
-MiB = 1024 * KiB
-SPLIT = 64 * KiB
-FAST_RETRY = RetryPolicy(attempts=4, backoff=0.01, backoff_max=0.05, jitter=0.0)
+FAST_RETRY = fast_retry(4)
 
 Hook = Callable[[FaultHandler, RequestLog], bool]
 
@@ -41,15 +49,8 @@ Hook = Callable[[FaultHandler, RequestLog], bool]
 
 def options(**kw) -> Options:
     """Options for fast tests: 4 connections, small segments, quick retries."""
-    base = {
-        "connections": 4,
-        "min_split": SPLIT,
-        "retry": FAST_RETRY,
-        "timeout": 10.0,
-        "connect_timeout": 5.0,
-    }
-    base.update(kw)
-    return Options(**base)
+    kw.setdefault("connect_timeout", 5.0)
+    return fast_options(FAST_RETRY, **kw)
 
 
 def downloader(
@@ -68,12 +69,7 @@ def parse_range(header: Optional[str]) -> Optional[Tuple[int, Optional[int]]]:
     if not header:
         return None
     assert header.startswith("bytes="), header
-    first, _, last = header[len("bytes=") :].partition("-")
-    return int(first), (int(last) if last else None)
-
-
-def gets(srv: FaultServer, path: Optional[str] = None) -> List[RequestLog]:
-    return [r for r in srv.requests if r.method == "GET" and (path is None or r.path == path)]
+    return range_bounds(header)
 
 
 def body_gets(srv: FaultServer) -> List[RequestLog]:
@@ -833,16 +829,7 @@ def test_slow_link_progress_is_committed_promptly(server: FaultServer, tmp_path:
     out = tmp_path / "out.bin"
     # Default segment size (1 MiB): two connections, the default read sizes.
     dl = downloader(server.url("/f"), out, connections=2, min_split=1 * MiB, commit_interval=0.1)
-    errors: List[BaseException] = []
-
-    def run() -> None:
-        try:
-            dl.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=run)
-    t.start()
+    t, errors = run_in_thread(dl.run)
     try:
         time.sleep(2.5)
         received = server.bytes_sent
@@ -903,18 +890,6 @@ def test_live_sidecar_never_claims_unwritten_bytes(
 # -- 9. signals ------------------------------------------------------------------------------
 
 
-def spawn_cli(*args: str, cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen(
-        accel_cmd(*args),
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def wait_for_progress(srv: FaultServer, proc: subprocess.Popen, nbytes: int) -> None:
     deadline = time.monotonic() + 15
     while srv.bytes_sent < nbytes:
@@ -934,7 +909,7 @@ def test_signal_leaves_valid_sidecar_then_resume(
     out = tmp_path / "out.bin"
     part, side = part_paths(out)
     srv.faults.rate = 256 * KiB
-    proc = spawn_cli(srv.url("/f"), "-o", str(out), "-n", "4", "-q", cwd=tmp_path)
+    proc = popen_accel(srv.url("/f"), "-o", str(out), "-n", "4", "-q", cwd=tmp_path)
     try:
         wait_for_progress(srv, proc, 400 * KiB)
         time.sleep(1.2)  # let at least one commit with progress happen

@@ -4,23 +4,31 @@ valid sidecar left behind, and a second run that fetches only the missing bytes.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import pytest
 
 import accel
-from tests.conftest import REPO, accel_cmd, run_accel, sha256
+from tests.helpers import (
+    KiB,
+    MiB,
+    gets,
+    interrupt,
+    load_sidecar,
+    popen_accel,
+    range_bounds,
+    run_accel,
+    sha256,
+    sidecar_written,
+    wait_until,
+)
 from tests.server import FaultServer, RequestLog, make_data
 
-KiB = 1024
-MiB = 1024 * KiB
 #: The largest read accel makes: a connection cut short may have been sent this much extra.
 READ_BUFFER = 1 * MiB
 
@@ -28,73 +36,15 @@ READ_BUFFER = 1 * MiB
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def start_accel(*args: str, cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen(
-        accel_cmd(*args),
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def sidecar_written(side: Path) -> int:
-    """Sum of "written" in the sidecar (0 while it does not exist yet)."""
-    try:
-        doc = json.loads(side.read_text())
-    except (FileNotFoundError, ValueError):
-        return 0
-    return sum(s["written"] for s in doc["segments"])
-
-
-def wait_until(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def interrupt_cli(proc: subprocess.Popen, side: Path, at_least: int) -> Tuple[int, float, str]:
     """SIGINT ``proc`` once its sidecar records ``at_least`` bytes; return (code, secs, err)."""
-    try:
-        wait_until(
-            lambda: sidecar_written(side) >= at_least or proc.poll() is not None,
-            30,
-            f"{at_least} bytes in {side}",
-        )
-        assert proc.poll() is None, f"finished before the interrupt: {proc.communicate()}"
-        proc.send_signal(signal.SIGINT)
-        t0 = time.monotonic()
-        _, err = proc.communicate(timeout=15)
-        return proc.returncode, time.monotonic() - t0, err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def load_sidecar(side: Path, part: Path, url: str, data: bytes) -> List[Dict[str, int]]:
-    """Check the sidecar is a valid record whose written prefixes hold the source's bytes."""
-    doc = json.loads(side.read_text())
-    assert doc["format"] == "accel-sidecar" and doc["version"] == 1
-    assert doc["url"] == url
-    assert doc["size"] == len(data)
-    segs = sorted(doc["segments"], key=lambda s: s["start"])
-    expected = 0
-    for s in segs:
-        assert s["start"] == expected and s["end"] >= s["start"]
-        assert 0 <= s["synced"] <= s["written"] <= s["end"] - s["start"] + 1
-        expected = s["end"] + 1
-    assert expected == len(data)
-    assert part.stat().st_size == len(data)
-    content = part.read_bytes()
-    for s in segs:
-        a, b = s["start"], s["start"] + s["written"]
-        assert content[a:b] == data[a:b], f"bytes {a}-{b} on disk differ from the source"
-    return segs
+    return interrupt(
+        proc,
+        lambda: sidecar_written(side) >= at_least,
+        30,
+        f"{at_least} bytes in {side}",
+        interval=0.02,
+    )
 
 
 def holes_of(segs: List[Dict[str, int]]) -> List[Tuple[int, int]]:
@@ -114,17 +64,17 @@ def holes_of(segs: List[Dict[str, int]]) -> List[Tuple[int, int]]:
 def requested_range(r: RequestLog, size: int) -> Tuple[int, int]:
     header = r.range_header
     assert header and header.startswith("bytes="), f"unranged request in the resume: {header}"
-    first, _, last = header[len("bytes=") :].partition("-")
-    return int(first), min(int(last) if last else size - 1, size - 1)
+    first, last = range_bounds(header)
+    return first, min(last if last is not None else size - 1, size - 1)
 
 
 def assert_only_holes_fetched(
     srv: FaultServer, path: str, holes: List[Tuple[int, int]], size: int
 ) -> None:
     """Run 2 asked only for bytes in ``holes`` and was sent about only the missing bytes."""
-    gets = [r for r in srv.requests if r.method == "GET" and r.path == path]
-    assert gets, "the resume made no request"
-    for r in gets:
+    run2 = gets(srv, path)
+    assert run2, "the resume made no request"
+    for r in run2:
         assert r.status == 206, (r.status, r.range_header)
         start, end = requested_range(r, size)
         assert any(lo <= start and end <= hi for lo, hi in holes), (
@@ -133,7 +83,7 @@ def assert_only_holes_fetched(
     missing = sum(hi - lo + 1 for lo, hi in holes)
     # Summed over run 2's own responses: srv.bytes_sent_for() may also count a last chunk
     # that a server thread of run 1 pushed into its dead socket after reset_counters().
-    sent = sum(r.body_bytes_sent for r in gets)
+    sent = sum(r.body_bytes_sent for r in run2)
     assert sent >= missing
     assert sent <= missing + READ_BUFFER * srv.connections, (sent, missing, srv.connections)
 
@@ -150,7 +100,7 @@ def test_sigint_then_resume_fetches_only_the_missing_bytes(server: FaultServer, 
     out, part = tmp_path / "out.bin", tmp_path / "out.bin.part"
     side = tmp_path / "out.bin.part.json"
 
-    proc = start_accel(url, "-n", "4", "-o", "out.bin", cwd=tmp_path)
+    proc = popen_accel(url, "-n", "4", "-o", "out.bin", cwd=tmp_path)
     code, secs, err = interrupt_cli(proc, side, at_least=int(size * 0.35))
     assert code == 130, err
     assert secs < 2.0, f"took {secs:.2f}s to exit after SIGINT"
@@ -185,7 +135,7 @@ def test_resume_with_other_connection_count(
     out, part = tmp_path / "n.bin", tmp_path / "n.bin.part"
     side = tmp_path / "n.bin.part.json"
 
-    proc = start_accel(url, "-n", first_n, cwd=tmp_path)
+    proc = popen_accel(url, "-n", first_n, cwd=tmp_path)
     code, _, err = interrupt_cli(proc, side, at_least=size // 5)
     assert code == 130, err
     segs = load_sidecar(side, part, url, data)
@@ -208,16 +158,10 @@ def test_sigterm_exits_143_and_resumes(server: FaultServer, tmp_path: Path):
     server.faults.rate = 256 * KiB
     url = server.url("/t.bin")
     side = tmp_path / "t.bin.part.json"
-    proc = start_accel(url, "-n", "2", cwd=tmp_path)
-    try:
-        wait_until(lambda: sidecar_written(side) > 0 or proc.poll() is not None, 30, "progress")
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc = popen_accel(url, "-n", "2", cwd=tmp_path)
+    _, _, err = interrupt(
+        proc, lambda: sidecar_written(side) > 0, 30, "progress", signal.SIGTERM, interval=0.02
+    )
     assert proc.returncode == 143, err
     segs = load_sidecar(side, tmp_path / "t.bin.part", url, data)
     holes = holes_of(segs)
@@ -259,7 +203,7 @@ def test_cancel_then_resume_with_a_new_downloader(server: FaultServer, tmp_path:
         snap = first.progress()
         return (snap is not None and snap.written >= size * 0.4) or not thread.is_alive()
 
-    wait_until(progressed, 30, "40% written")
+    wait_until(progressed, 30, "40% written", interval=0.02)
     assert thread.is_alive(), "finished before the cancel"
     t0 = time.monotonic()
     first.cancel()
@@ -317,6 +261,7 @@ def test_cancel_twice_then_resume(server: FaultServer, tmp_path: Path):
             ),
             30,
             "more progress",
+            interval=0.02,
         )
         dl.cancel()
         thread.join(10)

@@ -8,14 +8,9 @@ strict size headers, free-space and max-size checks, no decompression, one downl
 from __future__ import annotations
 
 import gzip
-import hashlib
-import json
 import os
-import signal
 import ssl
 import stat
-import subprocess
-import time
 import unicodedata
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
@@ -25,15 +20,28 @@ import pytest
 import trustme
 
 import accel
-from accel import Options, RetryPolicy
+from accel import Options
 from accel.names import FALLBACK_NAME
-from tests.conftest import REPO, accel_cmd, run_accel, sha256
+from tests.helpers import (
+    KiB,
+    MiB,
+    fast_options,
+    fast_retry,
+    gets,
+    interrupt,
+    listing,
+    one_line,
+    popen_accel,
+    range_bounds,
+    run_accel,
+    sha256,
+    sidecar_written,
+    wait_until,
+    written,
+)
 from tests.server import FaultHandler, FaultServer, RequestLog, make_data
 
-KiB = 1024
-MiB = 1024 * KiB
-SPLIT = 64 * KiB
-FAST = RetryPolicy(attempts=1, backoff=0.01, backoff_max=0.02, jitter=0)
+FAST = fast_retry(1, backoff_max=0.02)
 SUFFIX_ROOM = len(".part.json.tmp")
 
 
@@ -42,23 +50,7 @@ SUFFIX_ROOM = len(".part.json.tmp")
 
 def opts(headers: Optional[Mapping[str, str]] = None, **kw: Any) -> Options:
     """Fast options: small segments, quick retries."""
-    kw.setdefault("connections", 4)
-    kw.setdefault("min_split", SPLIT)
-    kw.setdefault("retry", FAST)
-    kw.setdefault("timeout", 10.0)
-    return Options(headers=tuple((headers or {}).items()), **kw)
-
-
-def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-def gets(srv: FaultServer, path: Optional[str] = None) -> List[RequestLog]:
-    return [r for r in srv.requests if r.method == "GET" and (path is None or r.path == path)]
+    return fast_options(FAST, headers, **kw)
 
 
 def tree(root: Path, skip: Optional[Path] = None) -> Dict[str, Tuple[int, int, int]]:
@@ -80,47 +72,6 @@ def assert_safe_basename(name: str) -> None:
     assert "/" not in name and "\\" not in name
     assert not any(unicodedata.category(c) == "Cc" for c in name), repr(name)
     assert len(name.encode("utf-8", "surrogateescape")) + SUFFIX_ROOM <= 255
-
-
-def sidecar_written(side: Path) -> int:
-    """Sum of "written" in a sidecar (0 while it does not exist or is being replaced)."""
-    try:
-        doc = json.loads(side.read_bytes())
-    except (OSError, ValueError):
-        return 0
-    return sum(s["written"] for s in doc["segments"])
-
-
-def written(d: accel.Downloader) -> int:
-    snap = d.progress()
-    return snap.written if snap is not None else 0
-
-
-def files_in(d: Path) -> List[str]:
-    return sorted(p.name for p in d.iterdir())
-
-
-def sha_file(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
-
-
-def popen_accel(*args: str, cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.Popen(
-        accel_cmd(*args),
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def one_line(stderr: str) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, f"expected one line, got:\n{stderr}"
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 # -- TLS: a FaultServer behind trustme certificates ------------------------------------------
@@ -195,13 +146,6 @@ def ca_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> N
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
 
 
-@pytest.fixture
-def other_server() -> Iterator[FaultServer]:
-    """A second plain server on another port (another origin)."""
-    with FaultServer() as srv:
-        yield srv
-
-
 # -- 1. names --------------------------------------------------------------------------------
 
 LONG = "a" * 300 + ".bin"
@@ -232,14 +176,14 @@ def sandbox(tmp_path: Path) -> Iterator[Path]:
     dl.mkdir(parents=True)
     (tmp_path / "a" / "x.bin").write_bytes(b"decoy")  # where ../x.bin would land
     before = tree(tmp_path.parent, skip=dl)
-    passwd = sha_file(Path("/etc/passwd")) if Path("/etc/passwd").exists() else None
+    passwd = sha256(Path("/etc/passwd")) if Path("/etc/passwd").exists() else None
     yield dl
     after = tree(tmp_path.parent, skip=dl)
     assert after == before, (
         f"files outside the download directory changed: {after.keys() ^ before.keys()}"
     )
     if passwd is not None:
-        assert sha_file(Path("/etc/passwd")) == passwd
+        assert sha256(Path("/etc/passwd")) == passwd
 
 
 @pytest.mark.parametrize(("disposition", "expected"), CD_CASES)
@@ -249,7 +193,7 @@ def test_content_disposition_name_is_one_safe_basename(
     data = make_data(200 * KiB + 5, seed=1)
     server.add_file("/dl/url-name.bin", data, content_disposition=disposition)
     path = accel.Downloader(server.url("/dl/url-name.bin"), directory=sandbox, options=opts()).run()
-    assert files_in(sandbox) == [path.name]
+    assert listing(sandbox) == [path.name]
     assert path.parent == sandbox
     assert_safe_basename(path.name)
     if expected is not None:
@@ -280,7 +224,7 @@ def test_url_name_is_one_safe_basename(
     for served in {path, "/", "/..", "/dir/"}:
         server.add_file(served, data)
     saved = accel.Downloader(server.base_url + path, directory=sandbox, options=opts()).run()
-    assert files_in(sandbox) == [saved.name]
+    assert listing(sandbox) == [saved.name]
     assert_safe_basename(saved.name)
     if expected is not None:
         assert saved.name == expected
@@ -292,7 +236,7 @@ def test_fallback_name_when_nothing_usable_remains(server: FaultServer, sandbox:
     server.add_file("/dir/", data, content_disposition='attachment; filename="../\x00"')
     saved = accel.Downloader(server.url("/dir/"), directory=sandbox, options=opts()).run()
     assert saved.name == FALLBACK_NAME
-    assert files_in(sandbox) == [FALLBACK_NAME]
+    assert listing(sandbox) == [FALLBACK_NAME]
     assert saved.read_bytes() == data
 
 
@@ -301,7 +245,7 @@ def test_cli_traversal_name_stays_in_directory(server: FaultServer, sandbox: Pat
     server.add_file("/f", data, content_disposition='attachment; filename="../../x.bin"')
     proc = run_accel(server.url("/f"), "-n", "4", "-d", str(sandbox), "-q", cwd=sandbox.parent)
     assert proc.returncode == 0, proc.stderr
-    assert files_in(sandbox) == ["x.bin"]
+    assert listing(sandbox) == ["x.bin"]
     assert sha256(sandbox / "x.bin") == sha256(data)
 
 
@@ -319,7 +263,7 @@ def test_existing_unrelated_file_is_not_overwritten(
     with pytest.raises(accel.OutputExistsError, match="force"):
         accel.Downloader(server.url("/f.bin"), directory=tmp_path, options=opts()).run()
     assert (tmp_path / "f.bin").read_bytes() == mine
-    assert files_in(tmp_path) == ["f.bin"]
+    assert listing(tmp_path) == ["f.bin"]
 
 
 def test_cli_existing_file_exit_6_and_force_replaces(server: FaultServer, tmp_path: Path) -> None:
@@ -483,15 +427,7 @@ def test_cli_sidecar_holds_no_credentials(server: FaultServer, tmp_path: Path) -
     side = tmp_path / "f.bin.part.json"
     headers = ["-H", "X-Api-Key: secret-key", "-H", "Authorization: Bearer secret-token"]
     proc = popen_accel(url, "-n", "2", *headers, cwd=tmp_path)
-    try:
-        wait_until(lambda: sidecar_written(side) > 0 or proc.poll() is not None, 20, "sidecar")
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    _, _, err = interrupt(proc, lambda: sidecar_written(side) > 0, 20, "sidecar")
     assert proc.returncode == 130, err
     raw = side.read_bytes()
     assert b"secret" not in raw.lower()
@@ -587,7 +523,7 @@ def test_https_to_http_redirect_is_refused(
         ).run()
     assert "https" in str(info.value) and "http" in str(info.value)
     assert gets(other_server) == []
-    assert files_in(tmp_path) == ["ca.pem"]
+    assert listing(tmp_path) == ["ca.pem"]
 
 
 def test_cli_https_to_http_redirect_exit_4(
@@ -606,7 +542,7 @@ def test_cli_https_to_http_redirect_exit_4(
     line = one_line(proc.stderr)
     assert "https" in line and "redirect" in line.lower()
     assert gets(other_server) == []
-    assert files_in(dl) == []
+    assert listing(dl) == []
 
 
 # -- 6. TLS ----------------------------------------------------------------------------------
@@ -620,7 +556,7 @@ def test_tls_verification_is_on_by_default(
         accel.Downloader(tls_server.url("/f.bin"), directory=tmp_path, options=opts()).run()
     assert "\n" not in str(info.value)
     assert "certificate" in str(info.value).lower()
-    assert files_in(tmp_path) == []
+    assert listing(tmp_path) == []
     assert gets(tls_server) == []
 
 
@@ -655,7 +591,7 @@ def test_cli_tls_default_fails_with_exit_3(
     assert proc.returncode == 3, proc.stderr
     line = one_line(proc.stderr)
     assert "certificate" in line.lower()
-    assert files_in(tmp_path) == []
+    assert listing(tmp_path) == []
 
 
 def test_cli_tls_ca_bundle(
@@ -690,8 +626,8 @@ def range_of(handler: FaultHandler) -> Optional[Tuple[int, int]]:
     value = handler.headers.get("Range")
     if not value or not value.startswith("bytes="):
         return None
-    first, _, last = value[6:].partition("-")
-    return int(first), int(last) if last else -1
+    first, last = range_bounds(value)
+    return first, last if last is not None else -1
 
 
 def crafted(
@@ -756,7 +692,7 @@ def test_bad_content_range_total_is_rejected(server: FaultServer, tmp_path: Path
     server.faults.on_request = crafted(data, total=bad.format(n=len(data)))
     with pytest.raises(accel.RemoteProtocolError):
         accel.Downloader(server.url("/f.bin"), directory=tmp_path, options=opts()).run()
-    assert files_in(tmp_path) == []
+    assert listing(tmp_path) == []
 
 
 @pytest.mark.parametrize("bad", BAD_NUMBERS)
@@ -799,7 +735,7 @@ def test_free_space_checked_before_preallocation(server: FaultServer, tmp_path: 
         accel.Downloader(server.url("/huge.bin"), directory=tmp_path, options=opts()).run()
     message = str(info.value)
     assert "needed" in message and "free" in message, message
-    assert files_in(tmp_path) == [], "a .part was created before the free-space check"
+    assert listing(tmp_path) == [], "a .part was created before the free-space check"
 
 
 def test_cli_free_space_exit_6(server: FaultServer, tmp_path: Path) -> None:
@@ -808,7 +744,7 @@ def test_cli_free_space_exit_6(server: FaultServer, tmp_path: Path) -> None:
     assert proc.returncode == 6, proc.stderr
     line = one_line(proc.stderr)
     assert "needed" in line and "free" in line
-    assert files_in(tmp_path) == []
+    assert listing(tmp_path) == []
 
 
 def test_max_filesize_refuses_larger_file(server: FaultServer, tmp_path: Path) -> None:
@@ -818,7 +754,7 @@ def test_max_filesize_refuses_larger_file(server: FaultServer, tmp_path: Path) -
         accel.Downloader(
             server.url("/f.bin"), directory=tmp_path, options=opts(max_filesize=100 * KiB)
         ).run()
-    assert files_in(tmp_path) == []
+    assert listing(tmp_path) == []
 
 
 def test_max_filesize_equal_size_is_allowed(server: FaultServer, tmp_path: Path) -> None:
@@ -897,7 +833,7 @@ def test_second_downloader_on_same_name_is_locked_out(server: FaultServer, tmp_p
     finally:
         first.cancel()
     assert sha256(path) == sha256(data)
-    assert files_in(tmp_path) == ["f.bin"]
+    assert listing(tmp_path) == ["f.bin"]
 
 
 def test_second_process_on_same_name_exits_6(server: FaultServer, tmp_path: Path) -> None:
@@ -924,4 +860,4 @@ def test_second_process_on_same_name_exits_6(server: FaultServer, tmp_path: Path
             proc.wait()
     assert proc.returncode == 0, err
     assert sha256(tmp_path / "f.bin") == sha256(data)
-    assert files_in(tmp_path) == ["f.bin"]
+    assert listing(tmp_path) == ["f.bin"]

@@ -18,12 +18,12 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 import pytest
 import requests
 
+from tests.helpers import REPO
 from tests.server import FaultHandler, FaultServer, RequestLog, make_data
 
 SIZE = 300_000
 DATA = make_data(SIZE, seed=1)
 IDENTITY = {"Accept-Encoding": "identity"}
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

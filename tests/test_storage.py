@@ -12,9 +12,7 @@ import pytest
 
 from accel.exceptions import InsufficientSpaceError, LocalFileError, OutputExistsError
 from accel.storage import PartFile, check_free_space, finalize
-
-MiB = 1024 * 1024
-
+from tests.helpers import MiB
 
 # --- PartFile ---------------------------------------------------------------------------
 

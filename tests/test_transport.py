@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Iterator, List
+from typing import List
 
 import pytest
 
@@ -92,16 +92,11 @@ CREDS = {"Authorization": "Bearer s3cret", "Cookie": "session=abc123"}
 DATA = make_data(50_000, seed=7)
 
 
-@pytest.fixture
-def other() -> Iterator[FaultServer]:
-    """A second server: another port, hence another origin."""
-    with FaultServer() as srv:
-        yield srv
-
-
-def test_cross_origin_redirect_drops_credentials(server: FaultServer, other: FaultServer) -> None:
-    other.add_file("/f", DATA)
-    server.faults.redirects["/start"] = other.url("/f")
+def test_cross_origin_redirect_drops_credentials(
+    server: FaultServer, other_server: FaultServer
+) -> None:
+    other_server.add_file("/f", DATA)
+    server.faults.redirects["/start"] = other_server.url("/f")
     with new_session(headers=CREDS, retry=RetryPolicy(attempts=0)) as s:
         r = s.get(server.url("/start"), timeout=10)
     assert r.status_code == 200 and r.content == DATA
@@ -109,7 +104,7 @@ def test_cross_origin_redirect_drops_credentials(server: FaultServer, other: Fau
     assert len(first) == 1 and first[0].status == 302
     assert first[0].headers.get("Authorization") == "Bearer s3cret"
     assert first[0].headers.get("Cookie") == "session=abc123"
-    second = other.requests
+    second = other_server.requests
     assert len(second) == 1 and second[0].path == "/f"
     assert "Authorization" not in second[0].headers
     assert "Cookie" not in second[0].headers
@@ -117,34 +112,34 @@ def test_cross_origin_redirect_drops_credentials(server: FaultServer, other: Fau
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_cross_origin_redirect_drops_credentials_any_status(
-    server: FaultServer, other: FaultServer, status: int
+    server: FaultServer, other_server: FaultServer, status: int
 ) -> None:
-    other.add_file("/f", DATA)
-    server.faults.redirects["/start"] = other.url("/f")
+    other_server.add_file("/f", DATA)
+    server.faults.redirects["/start"] = other_server.url("/f")
     server.faults.redirect_status = status
     with new_session(headers=CREDS, retry=RetryPolicy(attempts=0)) as s:
         r = s.get(server.url("/start"), timeout=10)
     assert r.content == DATA
     assert server.requests[0].headers.get("Authorization") == "Bearer s3cret"
-    sent = other.requests[0].headers
+    sent = other_server.requests[0].headers
     assert "Authorization" not in sent and "Cookie" not in sent
 
 
 def test_cross_origin_chain_does_not_regain_credentials(
-    server: FaultServer, other: FaultServer
+    server: FaultServer, other_server: FaultServer
 ) -> None:
     """A -> B -> back to A: once dropped, the credentials are not sent again."""
     server.add_file("/f", DATA)
-    server.faults.redirects["/start"] = other.url("/hop")
-    other.faults.redirects["/hop"] = server.url("/f")
+    server.faults.redirects["/start"] = other_server.url("/hop")
+    other_server.faults.redirects["/hop"] = server.url("/f")
     with new_session(headers=CREDS, retry=RetryPolicy(attempts=0)) as s:
         r = s.get(server.url("/start"), timeout=10)
     assert r.content == DATA
     logs = server.requests
     assert [log.path for log in logs] == ["/start", "/f"]
     assert logs[0].headers.get("Authorization") == "Bearer s3cret"
-    assert "Authorization" not in other.requests[0].headers
-    assert "Cookie" not in other.requests[0].headers
+    assert "Authorization" not in other_server.requests[0].headers
+    assert "Cookie" not in other_server.requests[0].headers
     assert "Authorization" not in logs[1].headers
     assert "Cookie" not in logs[1].headers
 

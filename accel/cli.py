@@ -81,7 +81,9 @@ config file: {config_path()} (or $ACCEL_CONFIG), lines of 'option = value'
 SIGNAL_GRACE = 1.8
 
 #: Long options that take no value (true/false in the config file).
-_FLAGS = ("force", "quiet", "insecure")
+_FLAGS = ("force", "quiet", "insecure", "fsync")
+#: Long options that count (``verbose = 2`` in the config file means -vv).
+_COUNTS = ("verbose",)
 #: Long options the config file may not set.
 _NOT_IN_CONFIG = ("help", "version", "output", "input-file")
 
@@ -134,6 +136,12 @@ def _header(text: str) -> Tuple[str, str]:
     return name.strip(), value.strip()
 
 
+def _readable_file(text: str) -> str:
+    if not os.path.isfile(text) or not os.access(text, os.R_OK):
+        raise ValueError("not a readable file")
+    return text
+
+
 def _size(text: str) -> int:
     return parse_rate(text)  # same K/M/G suffixes
 
@@ -160,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
         "tab-separated URLs on one line are mirrors of one file",
     )
     g.add_argument("--force", action="store_true", help="replace an existing file of the same name")
+    g.add_argument(
+        "--fsync",
+        action="store_true",
+        help="flush the file to disk before naming it complete (safe against power loss)",
+    )
     g.add_argument(
         "--checksum",
         type=_type(parse_checksum, "checksum"),
@@ -239,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--user-agent", metavar="UA", help="User-Agent to send")
     g.add_argument("-k", "--insecure", action="store_true", help="do not verify TLS certificates")
     g.add_argument(
-        "--ca-bundle", metavar="FILE", help="verify TLS with the CA certificates in FILE"
+        "--ca-bundle",
+        type=_type(_readable_file, "CA bundle"),
+        metavar="FILE",
+        help="verify TLS with the CA certificates in FILE",
     )
     return p
 
@@ -252,7 +268,7 @@ def parse_args(argv: Sequence[str], parser: Optional[argparse.ArgumentParser] = 
     for entry in read_config():
         if entry.name not in known or entry.name in _NOT_IN_CONFIG:
             raise ConfigError(f"{entry.where()}: unknown option {entry.name!r}")
-        args = as_argv(entry, _FLAGS)
+        args = as_argv(entry, _FLAGS, _COUNTS)
         try:
             parser.parse_args([*args, "http://check.invalid/"])
         except UsageError as exc:
@@ -404,6 +420,7 @@ class _Runner:
                 host_slots=self.slots,
                 mirrors=tuple(job.mirrors),
                 max_filesize=self.args.max_filesize,
+                fsync=self.args.fsync,
             )
             downloader = Downloader(
                 job.url,

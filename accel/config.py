@@ -76,9 +76,16 @@ def read_config(path: Optional[Path] = None) -> List[Entry]:
     return entries
 
 
-def as_argv(entry: Entry, flags: Tuple[str, ...]) -> List[str]:
-    """The command-line arguments an entry stands for (``flags`` take no value)."""
+def as_argv(entry: Entry, flags: Tuple[str, ...], counts: Tuple[str, ...] = ()) -> List[str]:
+    """The command-line arguments an entry stands for.
+
+    ``flags`` take true/false; ``counts`` take a number of repetitions (``verbose = 2``).
+    """
     option = f"--{entry.name}"
+    if entry.name in counts:
+        if not entry.value.isascii() or not entry.value.isdigit() or int(entry.value) > 9:
+            raise ConfigError(f"{entry.where()}: {entry.name} takes a number from 0 to 9")
+        return [option] * int(entry.value)
     if entry.name in flags:
         value = entry.value.lower()
         if value in _TRUE:

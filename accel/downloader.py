@@ -67,7 +67,7 @@ from .remote import (
     unsatisfied_total,
     validators_of,
 )
-from .storage import FileLock, PartFile, check_free_space, finalize, local_error
+from .storage import FileLock, PartFile, check_free_space, finalize, has_holes, local_error
 from .transport import RetryPolicy, new_session, redact
 from .verify import file_digest, matches
 
@@ -102,7 +102,7 @@ class _Restart(Exception):
 def check_url(url: str) -> str:
     """Return ``url`` if it is an absolute http(s) URL, else raise :class:`UsageError`."""
     if not isinstance(url, str) or any(c in url for c in "\r\n\t "):
-        raise UsageError(f"invalid URL: {url!r}")
+        raise UsageError(f"invalid URL (contains white space): {redact(str(url))!r}")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"invalid URL (need http:// or https://): {redact(url)}")
@@ -185,7 +185,10 @@ class Downloader:
     def run(self) -> Path:
         """Download; return the path of the complete file. Raises on failure or cancel."""
         try:
-            path = self._run()
+            try:
+                path = self._run()
+            except OSError as exc:  # a local file problem not caught where it happened
+                raise local_error(exc, "local file error") from exc
         except AccelError as exc:
             self._emit(ev.Failed(exc))
             raise
@@ -272,7 +275,7 @@ class Downloader:
         except Exception:
             log.exception("on_progress callback failed")
 
-    def new_session(self, on_throttle: Optional[Callable[[], None]] = None) -> requests.Session:
+    def new_session(self) -> requests.Session:
         """A fresh session configured for this download (one per worker thread)."""
         if self._session_factory is not None:
             return self._session_factory()
@@ -280,7 +283,6 @@ class Downloader:
             headers=dict(self.options.headers),
             verify=self.options.verify,
             retry=self.options.retry,
-            on_throttle=on_throttle,
             trusted_origin=self.url,
         )
 
@@ -317,7 +319,7 @@ class Downloader:
                 raise CancelledError("cancelled")
             # One session per attempt: the worker that continues the probe's response adopts
             # it, so the probe's connection is reused for the first segment.
-            session = self.new_session(on_throttle=self._throttled)
+            session = self.new_session()
             self._adopted = False
             try:
                 return self._attempt(session, discard=discard, single_stream=single_stream)
@@ -335,12 +337,6 @@ class Downloader:
             finally:
                 if not self._adopted:
                     session.close()
-
-    def _throttled(self) -> None:
-        """urllib3 saw a 429/503: tell the running transfer (any thread)."""
-        transfer = self._transfer
-        if transfer is not None:
-            transfer.throttle()
 
     def _attempt(self, session: requests.Session, *, discard: bool, single_stream: bool) -> Path:
         dest = self._target()
@@ -469,7 +465,11 @@ class Downloader:
         if self.options.force:
             return None  # replace it, even if it looks complete
         if self.options.checksum:
-            # Checked against the checksum before the probe; it did not match.
+            if not os.path.islink(dest) and matches(dest, self.options.checksum):
+                log.info("%s already has the expected checksum", dest)
+                self._emit(ev.AlreadyComplete(dest))
+                self.path = dest
+                return dest
             raise OutputExistsError(
                 f"{dest} already exists and does not match the checksum; use --force to replace it"
             )
@@ -480,6 +480,7 @@ class Downloader:
             and mtime is not None
             and int(st.st_mtime) == int(mtime)
             and not os.path.islink(dest)
+            and not has_holes(dest)  # a power loss right after a download leaves holes
         ):
             log.info("%s is already complete", dest)
             self._emit(ev.AlreadyComplete(dest))
@@ -509,8 +510,7 @@ class Downloader:
             except Retryable as exc:
                 failures += 1
                 if failures > policy.attempts:
-                    kind = RemoteProtocolError if isinstance(exc, BadResponse) else NetworkError
-                    raise kind(f"{redact(self.url)}: {exc}") from None
+                    raise _gave_up(exc, redact(self.url), policy.attempts) from None
                 delay = policy.delay(failures, exc.retry_after)
                 log.info("probe failed (%s); retrying in %.1fs", exc, delay)
             except RangesUnsupported as exc:
@@ -543,10 +543,13 @@ class Downloader:
                 total = unsatisfied_total(resp.headers.get("Content-Range"))
                 seen = validators_of(resp.headers, total)
                 if known is not None:
-                    if total == known.size and known.same_version(seen):
-                        resp.close()
-                        return describe(resp.url, 416, resp.headers, total), None
-                    raise _Restart("the remote file changed (range not satisfiable)")
+                    if total != known.size or not known.same_version(seen):
+                        raise _Restart("the remote file changed (range not satisfiable)")
+                    if start < total:
+                        # A range inside the file cannot be unsatisfiable: a broken answer.
+                        raise BadResponse(f"416 for bytes {start}- of a {total}-byte file")
+                    resp.close()
+                    return describe(resp.url, 416, resp.headers, total), None
                 if total == 0:
                     resp.close()
                     return describe(resp.url, 206, resp.headers, 0), None
@@ -590,6 +593,8 @@ class Downloader:
                 f"{redact(self.url)} is {size} bytes, more than the {limit} allowed"
             )
         ranged = remote.ranges and size is not None
+        # Mirrors must agree before anything is created on disk.
+        mirrors = self._mirror_sources(session, remote, ranged)
         if record is None:
             if size == 0 or resp is None:
                 segments = []
@@ -616,9 +621,9 @@ class Downloader:
             side if resumable else None,
             ranged=ranged,
             probe_session=session,
+            mirrors=mirrors,
         )
         self._transfer = transfer
-        transfer.add_mirrors(session, self.options.mirrors)
         self._emit(
             ev.Started(
                 redact(self.url), dest, size, sum(s.written for s in segments), len(segments)
@@ -626,10 +631,56 @@ class Downloader:
         )
         try:
             final_size = transfer.run(resp)
+            if size is None:
+                # A stream of unknown length: drop whatever an earlier, longer attempt left.
+                part.truncate(final_size)
         except BaseException:
             transfer.release()
             raise
         return self._finish(part, part_path, side, dest, remote, final_size, transfer)
+
+    def _mirror_sources(
+        self, session: requests.Session, remote: RemoteFile, ranged: bool
+    ) -> List[_Source]:
+        """Check each mirror serves the same file (size, ETag where given).
+
+        A mirror that cannot be reached, or gives no validator to detect a change with, is
+        left out with a warning; one that serves another file stops the download with
+        :class:`VerificationError`.
+        """
+        urls = self.options.mirrors
+        if not urls:
+            return []
+        if not ranged:
+            log.warning("the server does not serve ranges: mirrors are not used")
+            return []
+        sources = []
+        mine = remote.validators
+        for url in urls:
+            try:
+                resp = get(session, url, {"Range": "bytes=0-0"}, self.timeouts)
+                try:
+                    raise_for_status(resp)
+                    total = check_partial(resp.status_code, resp.headers, 0, 0, None)
+                    seen = validators_of(resp.headers, total)
+                finally:
+                    resp.close()
+            except (Retryable, RangesUnsupported, NetworkError, HTTPError) as exc:
+                log.warning("mirror %s is not usable (%s); continuing without it", redact(url), exc)
+                continue
+            if total != mine.size:
+                raise VerificationError(
+                    f"mirror {redact(url)} serves {total} bytes, {redact(self.url)} {mine.size}"
+                )
+            if is_strong(mine.etag) and is_strong(seen.etag) and mine.etag != seen.etag:
+                raise VerificationError(
+                    f"mirror {redact(url)} has ETag {seen.etag}, {redact(self.url)} {mine.etag}"
+                )
+            if not seen.resumable:
+                log.warning("mirror %s gives no ETag or Last-Modified; not used", redact(url))
+                continue
+            sources.append(_Source(resp.url, url, seen))
+        return sources
 
     def _finish(
         self,
@@ -641,10 +692,14 @@ class Downloader:
         size: int,
         transfer: Optional[_Transfer] = None,
     ) -> Path:
-        if transfer is not None:
-            transfer.release()
-        else:
-            part.close()
+        try:
+            if self.options.fsync:
+                part.sync()  # the data is on stable storage before the name says "complete"
+        finally:
+            if transfer is not None:
+                transfer.release()
+            else:
+                part.close()
         if self.options.checksum:
             self._verify(part_path, side)
         mtime = http_date_to_timestamp(remote.validators.last_modified)
@@ -697,6 +752,7 @@ class _Transfer:
         *,
         ranged: bool,
         probe_session: Optional[requests.Session] = None,
+        mirrors: Sequence[_Source] = (),
     ) -> None:
         self.dl = dl
         self.probe_session = probe_session
@@ -706,7 +762,7 @@ class _Transfer:
         self.remote = remote
         self.url = remote.url
         self.validators = remote.validators
-        self.sources = [_Source(remote.url, dl.url, remote.validators)]
+        self.sources = [_Source(remote.url, dl.url, remote.validators), *mirrors]
         self.side = side
         self.ranged = ranged
         self.lock = threading.Lock()
@@ -776,11 +832,23 @@ class _Transfer:
             failed.active -= 1
             task.source = min(others, key=lambda s: s.active)
             task.source.active += 1
+            self._move_slot(task, task.source.url)
         log.warning("dropping source %s: %s", redact(failed.url), exc)
         return True
 
+    def _move_slot(self, task: Task, url: str) -> None:
+        """Hold the task's host slot for the host of ``url`` (under lock)."""
+        slots = self.opts.host_slots
+        netloc = urlsplit(url).netloc
+        if slots is None or task.host == netloc:
+            return
+        if task.host is not None:
+            slots.release(task.host)
+        # Over the cap for this one task rather than stalling a range already under way.
+        task.host = netloc if slots.try_acquire(netloc) else None
+
     def throttle(self) -> None:
-        """The server said 429/503: use one connection fewer for a while (worker threads)."""
+        """The server said 429/503: use one connection fewer for a while (any thread)."""
         with self.lock:
             live = sum(len(ts) for ts in self.tasks.values())
             cap = max(1, min(self.cap, live) - 1)
@@ -832,7 +900,9 @@ class _Transfer:
         best: Optional[Tuple[float, Segment, int]] = None
         for seg, task in live:
             young = now - task.started <= JUDGE_AFTER  # too early to judge its speed
-            rate = typical if young or typical <= 0 else task.rate(now)
+            if young and typical <= 0:
+                continue  # nothing known about speeds yet: splitting now would be a guess
+            rate = typical if young else task.rate(now)
             thieves = idle * (typical if typical > 0 else 1.0)
             share = rate / (rate + thieves) if rate > 0 else 1.0 / (1 + idle)
             point = steal_point(task.pos, seg.end, piece, margin=_read_margin(task), share=share)
@@ -937,7 +1007,7 @@ class _Transfer:
     ) -> None:
         try:
             if session is None:
-                session = self.dl.new_session(on_throttle=self.throttle)
+                session = self.dl.new_session()
             buffer = ReadBuffer(min(CHUNK, self.opts.min_split))
             if first is not None:
                 self._run_task(session, first[0], first[1], buffer)
@@ -1022,15 +1092,13 @@ class _Transfer:
                         several = sum(not s.dead for s in self.sources) > 1
                     # With other sources to turn to, a failing one is given up on sooner.
                     if failures > (min(policy.attempts, 2) if several else policy.attempts):
-                        kind = RemoteProtocolError if isinstance(exc, BadResponse) else NetworkError
-                        error = kind(
-                            f"{redact(task.source.url)}: {exc} "
-                            f"(gave up after {policy.attempts} retries)"
-                        )
+                        error = _gave_up(exc, redact(task.source.url), failures - 1)
                         if self._switch_source(task, error):
                             failures, progress_mark = 0, task.pos
                             continue
                         raise error from None
+                    if exc.status in (429, 503):
+                        self.throttle()
                     delay = policy.delay(failures, exc.retry_after)
                     self.events.put(
                         ("event", ev.Retrying(task.seg.start, failures, delay, str(exc)))
@@ -1113,39 +1181,6 @@ class _Transfer:
         source.url = resp.url
         return True
 
-    def add_mirrors(self, session: requests.Session, urls: Sequence[str]) -> None:
-        """Check each mirror serves the same file (size, ETag where given) and add it.
-
-        A mirror that cannot be reached is dropped with a warning; one that serves another
-        file stops the download with :class:`VerificationError`.
-        """
-        if not self.ranged:
-            if urls:
-                log.warning("the server does not serve ranges: mirrors are not used")
-            return
-        for url in urls:
-            try:
-                resp = get(session, url, {"Range": "bytes=0-0"}, self.dl.timeouts)
-                try:
-                    raise_for_status(resp)
-                    total = check_partial(resp.status_code, resp.headers, 0, 0, None)
-                    seen = validators_of(resp.headers, total)
-                finally:
-                    resp.close()
-            except (Retryable, RangesUnsupported, NetworkError, HTTPError) as exc:
-                log.warning("mirror %s is not usable (%s); continuing without it", redact(url), exc)
-                continue
-            mine = self.validators
-            if total != mine.size:
-                raise VerificationError(
-                    f"mirror {redact(url)} serves {total} bytes, {redact(self.url)} {mine.size}"
-                )
-            if is_strong(mine.etag) and is_strong(seen.etag) and mine.etag != seen.etag:
-                raise VerificationError(
-                    f"mirror {redact(url)} has ETag {seen.etag}, {redact(self.url)} {mine.etag}"
-                )
-            self.sources.append(_Source(resp.url, url, seen))
-
     # -- the run thread ----------------------------------------------------------------------
 
     def run(self, first: Optional[requests.Response]) -> int:
@@ -1192,6 +1227,8 @@ class _Transfer:
                     self.pending.remove(seg)
                     first_task = self._new_task(seg, force=True, slot=self.dl._probe_slot)
                     self.dl._probe_slot = None  # the first task holds it now
+                    if first_task is not None:
+                        self._move_slot(first_task, self.remote.url)  # after redirects
             if first_task is None:
                 first.close()
         if not self.pending and first_task is None:
@@ -1339,8 +1376,8 @@ class _Transfer:
             rows = self._rows()
             try:
                 self.part.sync()
-            except AccelError as exc:
-                log.warning("%s", exc)
+            except AccelError as exc:  # the kernel may have dropped data: stop, claim nothing new
+                self.events.put(("error", exc))
                 return
             with self.lock:
                 for s, _, w, _ in rows:
@@ -1376,6 +1413,16 @@ class _Transfer:
         rate = self.rate
         eta = (total - written) / rate if total is not None and rate > 0 else None
         return ev.Progress(written, total, rate, eta, live, cells)
+
+
+def _gave_up(exc: Retryable, where: str, retries: int) -> AccelError:
+    """The error to raise when ``exc`` is still happening after ``retries`` retries."""
+    message = f"{where}: {exc} (gave up after {retries} retries)"
+    if exc.status is not None:
+        return HTTPError(message, status=exc.status, url=where)
+    if isinstance(exc, BadResponse):
+        return RemoteProtocolError(message)
+    return NetworkError(message)
 
 
 def _read_margin(task: Task) -> int:

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional
 import requests
 import urllib3
 
-from .exceptions import HTTPError, NetworkError
+from .exceptions import HTTPError, NetworkError, UsageError
 from .limits import RateLimiter
 from .planner import Segment
 from .remote import (
@@ -28,24 +28,27 @@ from .remote import (
     Retryable,
     Validators,
     check_partial,
+    parse_retry_after,
 )
 from .storage import local_error
-from .transport import redact
+from .transport import RETRY_STATUSES, redact
 
 log = logging.getLogger(__name__)
 
 #: Largest single read; a steal never splits closer than this to a worker's position.
 CHUNK = 1024 * 1024
+#: The longest Retry-After honoured (seconds).
+RETRY_AFTER_CAP = 60.0
 #: Statuses that may mean an expired signed URL: the original URL is resolved again once.
 REFRESH_STATUSES = frozenset({401, 403, 404, 410})
 
-_NETWORK_ERRORS = (
+_REQUEST_ERRORS = (
     requests.exceptions.RequestException,
     urllib3.exceptions.HTTPError,
     http.client.HTTPException,
     OSError,
-    ValueError,  # http.client on a response closed under it
 )
+_NETWORK_ERRORS = (*_REQUEST_ERRORS, ValueError)  # reads: http.client on a closed response
 
 
 class Task:
@@ -142,41 +145,40 @@ def request_range(
 def get(
     session: requests.Session, url: str, headers: Mapping[str, str], timeout: tuple
 ) -> requests.Response:
-    """A streaming GET; transient failures become :class:`Retryable`.
+    """A streaming GET; transient failures (refused, reset, timeouts) become :class:`Retryable`.
 
-    Connect failures were already retried by urllib3 and become :class:`NetworkError`.
+    A TLS failure is final (:class:`NetworkError`); so is a bad redirect (:class:`HTTPError`)
+    and a header requests refuses to send (:class:`UsageError`).
     """
     try:
         return session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=True)
-    except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as exc:
-        raise NetworkError(f"cannot connect to {_host(url)}: {_reason(exc)}") from exc
-    except requests.exceptions.ConnectionError as exc:
-        reason = exc.args[0] if exc.args else None
-        if isinstance(reason, urllib3.exceptions.MaxRetryError) and isinstance(
-            reason.reason,
-            (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError),
-        ):
-            raise NetworkError(f"cannot connect to {_host(url)}: {_reason(exc)}") from exc
-        raise Retryable(f"connection failed: {_reason(exc)}") from exc
+    except requests.exceptions.SSLError as exc:
+        raise NetworkError(f"TLS failure with {_host(url)}: {_reason(exc)}") from exc
+    except (requests.exceptions.ConnectTimeout, requests.exceptions.ConnectionError) as exc:
+        raise Retryable(f"cannot connect to {_host(url)}: {_reason(exc)}") from exc
     except requests.exceptions.TooManyRedirects as exc:
         raise HTTPError(f"too many redirects for {redact(url)}", url=redact(url)) from exc
-    except requests.exceptions.InvalidURL as exc:
+    except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as exc:
         raise HTTPError(f"bad redirect from {redact(url)}: {exc}", url=redact(url)) from exc
-    except _NETWORK_ERRORS as exc:
+    except requests.exceptions.InvalidHeader as exc:
+        raise UsageError(f"invalid header: {exc}") from exc
+    except _REQUEST_ERRORS as exc:
         raise Retryable(f"request failed: {_reason(exc)}") from exc
 
 
 def raise_for_status(resp: requests.Response) -> None:
-    """Raise :class:`HTTPError` for an error status.
+    """Raise :class:`HTTPError` for an error status, :class:`Retryable` for 429 and 5xx.
 
-    Retryable statuses (429, 5xx) were already retried by urllib3 (see
-    :meth:`accel.transport.RetryPolicy.urllib3_retry`): reaching here, they are final.
+    A retryable status carries the server's ``Retry-After`` (capped at a minute).
     """
     status = resp.status_code
     if status < 400:
         return
     reason = f"HTTP {status} {resp.reason or ''}".strip()
     url = redact(resp.url)
+    if status in RETRY_STATUSES:
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"), cap=RETRY_AFTER_CAP)
+        raise Retryable(f"{reason} from {url}", retry_after=retry_after, status=status)
     raise HTTPError(f"{reason} from {url}", status=status, url=url)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Tuple, Union
 
@@ -46,6 +47,8 @@ class Options:
     mirrors: Tuple[str, ...] = ()
     #: Refuse files larger than this many bytes.
     max_filesize: Optional[int] = None
+    #: Flush the data to stable storage before the final rename (costs a write of the file).
+    fsync: bool = False
     #: Expected (algorithm, hex digest) of the complete file; ``"sha256=..."`` is accepted.
     checksum: Optional[Union[str, Tuple[str, str]]] = None
 
@@ -68,6 +71,8 @@ class Options:
             object.__setattr__(self, "limit_rate", RateLimiter(self.limit_rate))
         elif self.limit_rate is not None and not isinstance(self.limit_rate, RateLimiter):
             raise UsageError("limit_rate must be bytes per second or a RateLimiter")
+        if isinstance(self.verify, str) and not os.path.isfile(self.verify):
+            raise UsageError(f"CA bundle {self.verify} is not a file")
         if isinstance(self.checksum, str):
             object.__setattr__(self, "checksum", parse_checksum(self.checksum))
         for name, value in self.headers:

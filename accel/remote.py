@@ -23,9 +23,13 @@ _UNSATISFIED = re.compile(r"bytes \*/([0-9]{1,19})")
 class Retryable(Exception):
     """A failure that leaves nothing wrong on disk; the range may be fetched again."""
 
-    def __init__(self, message: str, *, retry_after: Optional[float] = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: Optional[float] = None, status: Optional[int] = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        #: The HTTP status when the server answered with a retryable error status.
+        self.status = status
 
 
 class BadResponse(Retryable):
@@ -162,8 +166,10 @@ class Validators:
         """
         if self.size is not None and other.size is not None and self.size != other.size:
             return False
-        if self.etag and other.etag:
+        if is_strong(self.etag) and is_strong(other.etag):
             return self.etag == other.etag
+        if self.etag and other.etag and self.etag != other.etag:
+            return False  # weak tags may say "changed", never "the same"
         if self.last_modified and other.last_modified:
             return self.last_modified == other.last_modified
         return True

@@ -200,8 +200,12 @@ def _is_count(value: Any) -> bool:
 def remove(path: Path) -> None:
     """Delete the sidecar (and a leftover temp file) if present."""
     for p in (path, path.with_name(path.name + ".tmp")):
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(p)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise LocalFileError(f"cannot remove {p}: {exc.strerror or exc}") from exc
 
 
 def snapshot(

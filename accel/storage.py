@@ -183,6 +183,22 @@ def _same_file(a: Path, b: Path) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
+def has_holes(path: Path) -> bool:
+    """Whether the file has a hole (unallocated range) before its end (False if unknown)."""
+    seek_hole = getattr(os, "SEEK_HOLE", None)
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+    except OSError:
+        return False
+    try:
+        size = os.fstat(fd).st_size
+        return seek_hole is not None and size > 0 and os.lseek(fd, 0, seek_hole) < size
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 class FileLock:
     """An exclusive, non-blocking lock file beside the download (``NAME.part.lock``).
 

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"accel/{__version__}"
 #: Headers that carry credentials: never sent to another origin after a redirect.
 SENSITIVE_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
+#: Statuses worth another try (after a pause; 429/503 also mean "fewer connections").
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -62,61 +63,25 @@ class RetryPolicy:
         base = min(self.backoff_max, self.backoff * (2 ** max(0, failures - 1)))
         return base * (1 - self.jitter * rng())
 
-    def urllib3_retry(self, on_throttle: Optional[Callable[[], None]] = None) -> Retry:
-        """The equivalent :class:`Retry` for connect errors and retryable statuses."""
-        return _Retry(
+    def urllib3_retry(self) -> Retry:
+        """The urllib3 share of retrying: quick reconnects and redirects, nothing that sleeps.
+
+        urllib3 sleeps cannot be interrupted, so backoff, ``Retry-After`` and retryable
+        statuses are left to accel's own loops, which wait on the cancel event, lower the
+        connection count after 429/503, and count attempts in one place.
+        """
+        return Retry(
             total=None,
-            connect=self.attempts,
+            connect=min(self.attempts, 2),
             read=0,
             redirect=20,
-            status=self.attempts,
+            status=0,
             other=0,
             allowed_methods=None,
-            status_forcelist=RETRY_STATUSES,
-            backoff_factor=self.backoff,
-            backoff_max=self.backoff_max,
-            backoff_jitter=self.backoff * self.jitter,
+            backoff_factor=0,
             raise_on_status=False,
             raise_on_redirect=False,
-            respect_retry_after_header=True,
-            retry_after_cap=self.retry_after_cap,
-            on_throttle=on_throttle,
         )
-
-
-class _Retry(Retry):
-    """Retry with a capped Retry-After and a hook that sees 429/503 answers."""
-
-    def __init__(
-        self,
-        *args: Any,
-        retry_after_cap: float = 60.0,
-        on_throttle: Optional[Callable[[], None]] = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.retry_after_cap = retry_after_cap
-        self.on_throttle = on_throttle
-
-    def new(self, **kw: Any) -> _Retry:
-        new = super().new(**kw)
-        new.retry_after_cap = self.retry_after_cap
-        new.on_throttle = self.on_throttle
-        return new
-
-    def get_retry_after(self, response: Any) -> Optional[float]:
-        value = super().get_retry_after(response)
-        return None if value is None else min(value, self.retry_after_cap)
-
-    def increment(
-        self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None
-    ):  # type: ignore[override]
-        if response is not None and response.status in (429, 503) and self.on_throttle:
-            try:
-                self.on_throttle()
-            except Exception:  # a hook must never break a retry
-                log.exception("throttle hook failed")
-        return super().increment(method, url, response, error, _pool, _stacktrace)
 
 
 def redact(url: str) -> str:
@@ -169,10 +134,13 @@ class Session(requests.Session):
         old, new = response.request.url or "", prepared_request.url or ""
         if urlsplit(old).scheme == "https" and urlsplit(new).scheme == "http":
             raise InsecureRedirectError(
-                f"refusing redirect from https to http: {new}", status=response.status_code, url=new
+                f"refusing redirect from https to http: {redact(new)}",
+                status=response.status_code,
+                url=redact(new),
             )
         if origin(old) != origin(new):
-            for name in SENSITIVE_HEADERS:
+            # Proxy-Authorization is requests' own business (rebuild_proxies, run before).
+            for name in ("Authorization", "Cookie"):
                 prepared_request.headers.pop(name, None)
         else:
             # requests drops every Cookie header on a redirect and rebuilds it from the jar;
@@ -188,7 +156,6 @@ def new_session(
     headers: Optional[Mapping[str, str]] = None,
     verify: Union[bool, str] = True,
     retry: RetryPolicy = RetryPolicy(),
-    on_throttle: Optional[Callable[[], None]] = None,
     pool_size: int = 1,
     trusted_origin: Optional[str] = None,
 ) -> requests.Session:
@@ -198,7 +165,7 @@ def new_session(
     """
     session = Session()
     adapter = HTTPAdapter(
-        pool_connections=1, pool_maxsize=pool_size, max_retries=retry.urllib3_retry(on_throttle)
+        pool_connections=1, pool_maxsize=pool_size, max_retries=retry.urllib3_retry()
     )
     session.mount("http://", adapter)
     session.mount("https://", adapter)

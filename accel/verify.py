@@ -7,7 +7,7 @@ import hmac
 import os
 from typing import Tuple
 
-from .exceptions import UsageError
+from .exceptions import LocalFileError, UsageError
 
 _BLOCK = 4 * 1024 * 1024
 
@@ -32,14 +32,17 @@ def parse_checksum(spec: str) -> Tuple[str, str]:
 def file_digest(path: os.PathLike[str] | str, algo: str) -> str:
     """Hex digest of the file at ``path``."""
     h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        buf = bytearray(_BLOCK)
-        view = memoryview(buf)
-        while True:
-            n = f.readinto(buf)
-            if not n:
-                break
-            h.update(view[:n])
+    try:
+        with open(path, "rb") as f:
+            buf = bytearray(_BLOCK)
+            view = memoryview(buf)
+            while True:
+                n = f.readinto(buf)
+                if not n:
+                    break
+                h.update(view[:n])
+    except OSError as exc:
+        raise LocalFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
     return h.hexdigest()
 
 

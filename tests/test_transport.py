@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import List
 
 import pytest
 
+import accel
 from accel.transport import RetryPolicy, new_session, origin
 from tests.server import FaultServer, make_data
 
@@ -189,33 +191,71 @@ def test_accept_encoding_is_identity(server: FaultServer, passed: str) -> None:
     assert sent.get("User-Agent", "").startswith("accel/")
 
 
-def test_retry_after_is_capped_in_urllib3(server: FaultServer) -> None:
+def test_urllib3_never_sleeps_or_retries_statuses(server: FaultServer) -> None:
+    """urllib3 hands every 503 straight back (accel's own loop waits, cancellably)."""
+    retry = RetryPolicy(attempts=5, backoff=10.0).urllib3_retry()
+    assert retry.status == 0 and retry.backoff_factor == 0 and retry.connect <= 2
+    server.add_file("/f", DATA)
+    server.faults.status_times = 100
+    server.faults.status_code = 503
+    server.faults.retry_after = "3600"
+    t0 = time.monotonic()
+    with new_session(retry=RetryPolicy(attempts=5, backoff=10.0)) as s:
+        r = s.get(server.url("/f"), timeout=10)
+    assert r.status_code == 503
+    assert len(server.requests) == 1
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_status_retries_are_bounded_and_final_status_is_http_error(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    """--retries N means N + 1 requests for a status that stays 500, then HTTPError(500)."""
+    server.add_file("/f", DATA)
+    server.faults.status_times = 100
+    server.faults.status_code = 500
+    options = accel.Options(retry=RetryPolicy(attempts=2, backoff=0.01, backoff_max=0.02))
+    with pytest.raises(accel.HTTPError) as info:
+        accel.Downloader(server.url("/f"), tmp_path / "f", options=options).run()
+    assert info.value.status == 500
+    assert len(server.requests) == 3  # one try and two retries
+    assert not (tmp_path / "f").exists()
+
+
+def test_retry_after_is_capped(server: FaultServer, tmp_path: Path) -> None:
     """A 503 with Retry-After: 3600 is retried after at most retry_after_cap seconds."""
     server.add_file("/f", DATA)
     server.faults.status_times = 2
     server.faults.status_code = 503
     server.faults.retry_after = "3600"
-    throttled: List[int] = []
     policy = RetryPolicy(attempts=3, backoff=0.01, backoff_max=0.05, retry_after_cap=0.2)
     t0 = time.monotonic()
-    with new_session(retry=policy, on_throttle=lambda: throttled.append(1)) as s:
-        r = s.get(server.url("/f"), timeout=10)
-    elapsed = time.monotonic() - t0
-    assert r.status_code == 200 and r.content == DATA
-    assert [log.status for log in server.requests] == [503, 503, 200]
-    assert len(throttled) == 2
-    assert elapsed < 5.0
+    path = accel.Downloader(
+        server.url("/f"), tmp_path / "f", options=accel.Options(retry=policy)
+    ).run()
+    assert path.read_bytes() == DATA
+    assert [log.status for log in server.requests] == [503, 503, 206]
+    assert time.monotonic() - t0 < 5.0
 
 
-def test_status_retries_are_bounded(server: FaultServer) -> None:
+def test_cancel_during_a_retry_after_wait_is_prompt(server: FaultServer, tmp_path: Path) -> None:
+    """Waiting out a Retry-After never delays cancel(): the wait is on the cancel event."""
     server.add_file("/f", DATA)
     server.faults.status_times = 100
-    server.faults.status_code = 500
-    policy = RetryPolicy(attempts=2, backoff=0.01, backoff_max=0.02)
-    with new_session(retry=policy) as s:
-        r = s.get(server.url("/f"), timeout=10)
-    assert r.status_code == 500
-    assert len(server.requests) == 3  # one try and two retries
+    server.faults.status_code = 503
+    server.faults.retry_after = "30"
+    dl = accel.Downloader(server.url("/f"), tmp_path / "f").start()
+    deadline = time.monotonic() + 5
+    while not server.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    dl.cancel()
+    assert dl.wait(timeout=5)
+    assert time.monotonic() - t0 < 1.0
+    with pytest.raises(accel.CancelledError):
+        dl.result()
+    assert len(server.requests) == 1
 
 
 def test_no_retry_on_404(server: FaultServer) -> None:

@@ -37,6 +37,7 @@ from .exceptions import (
 )
 from .fetch import (
     CHUNK,
+    READ_MAX,
     REFRESH_STATUSES,
     ReadBuffer,
     Task,
@@ -1008,7 +1009,7 @@ class _Transfer:
         try:
             if session is None:
                 session = self.dl.new_session()
-            buffer = ReadBuffer(min(CHUNK, self.opts.min_split))
+            buffer = ReadBuffer(min(READ_MAX, self.opts.min_split))
             if first is not None:
                 self._run_task(session, first[0], first[1], buffer)
             while not self.stop.is_set():

@@ -35,8 +35,12 @@ from .transport import RETRY_STATUSES, redact
 
 log = logging.getLogger(__name__)
 
-#: Largest single read; a steal never splits closer than this to a worker's position.
+#: Largest single read anyone may do; a steal never splits closer than this to a position.
 CHUNK = 1024 * 1024
+#: Largest read a worker's buffer grows to. Measured on loopback (1 GiB, 8 connections):
+#: 1 MiB buffers (8 MiB in all) fall out of the CPU caches between recv and pwrite, and the
+#: copy into the page cache sometimes doubles the run time; 192 KiB buffers stay warm.
+READ_MAX = 192 * 1024
 #: The longest Retry-After honoured (seconds).
 RETRY_AFTER_CAP = 60.0
 #: Statuses that may mean an expired signed URL: the original URL is resolved again once.
@@ -194,7 +198,7 @@ class ReadBuffer:
     MIN = 16 * 1024
     FAST, SLOW = 0.02, 0.15
 
-    def __init__(self, limit: int = CHUNK) -> None:
+    def __init__(self, limit: int = READ_MAX) -> None:
         self.limit = max(self.MIN, limit)
         self.buf = bytearray(self.limit)
         self.view = memoryview(self.buf)

@@ -82,7 +82,7 @@ _TICK = 0.05
 #: Seconds a connection must have run before its speed is trusted for stealing and hedging.
 JUDGE_AFTER = 0.15
 #: A segment expected to finish sooner than this (seconds) is not split.
-MIN_STEAL_ETA = 0.05
+MIN_STEAL_ETA = 0.25
 #: Seconds without progress after which a connection counts as stalled.
 STALL_AFTER = 1.0
 #: How long a 429/503 keeps the number of connections lowered.

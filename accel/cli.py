@@ -24,7 +24,7 @@ import urllib3
 
 from . import __version__
 from .config import ConfigError, as_argv, config_path, read_config
-from .downloader import Downloader, check_url
+from .downloader import Downloader
 from .exceptions import (
     AccelError,
     CancelledError,
@@ -35,9 +35,9 @@ from .exceptions import (
     VerificationError,
 )
 from .limits import HostSlots, RateLimiter, parse_rate
-from .options import Options, normalize_headers
+from .options import MAX_CONNECTIONS, Options, normalize_headers
 from .progress import Reporter, TotalBar
-from .transport import RetryPolicy
+from .transport import RetryPolicy, check_url
 from .verify import parse_checksum
 
 log = logging.getLogger("accel")
@@ -142,10 +142,6 @@ def _readable_file(text: str) -> str:
     return text
 
 
-def _size(text: str) -> int:
-    return parse_rate(text)  # same K/M/G suffixes
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (its --help lists the exit codes and the config file)."""
     p = _ArgumentParser(
@@ -181,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--max-filesize",
-        type=_type(_size, "size"),
+        type=_type(parse_rate, "size"),  # the same K/M/G suffixes
         metavar="SIZE",
         help="refuse files larger than SIZE (K/M/G suffixes)",
     )
@@ -192,10 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "-n",
         "--connections",
-        type=_type(_int_in(1, 64), "connection count"),
+        type=_type(_int_in(1, MAX_CONNECTIONS), "connection count"),
         default=8,
         metavar="N",
-        help="parallel connections per file, 1..64 (default: 8)",
+        help=f"parallel connections per file, 1..{MAX_CONNECTIONS} (default: 8)",
     )
     g.add_argument(
         "-j",
@@ -444,7 +440,7 @@ class _Runner:
         return None
 
     def _failed(self, job: Job, exc: BaseException) -> int:
-        code = exit_code_for(exc) if isinstance(exc, AccelError) else EXIT_FAILURE
+        code = exit_code_for(exc)
         if isinstance(exc, CancelledError):
             self.stream.write(f"\naccel: {exc}\n")
         else:

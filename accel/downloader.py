@@ -16,7 +16,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
-from urllib.parse import urlsplit
 
 import requests
 
@@ -42,8 +41,10 @@ from .fetch import (
     ReadBuffer,
     Task,
     finish,
+    first_byte,
     get,
     raise_for_status,
+    range_headers,
     request_range,
     stream,
 )
@@ -69,7 +70,7 @@ from .remote import (
     validators_of,
 )
 from .storage import FileLock, PartFile, check_free_space, finalize, has_holes, local_error
-from .transport import RetryPolicy, new_session, redact
+from .transport import RetryPolicy, check_url, new_session, origin, redact
 from .verify import file_digest, matches
 
 log = logging.getLogger(__name__)
@@ -92,26 +93,16 @@ _UNKNOWN_END = 2**63 - 2
 SessionFactory = Callable[[], requests.Session]
 
 
+class _Renamed(Exception):
+    """The server named the file: try again under that name (not a restart)."""
+
+
 class _Restart(Exception):
     """Discard progress and start over (the remote changed, or cannot be ranged)."""
 
     def __init__(self, reason: str, *, single_stream: bool = False) -> None:
         super().__init__(reason)
         self.single_stream = single_stream
-
-
-def check_url(url: str) -> str:
-    """Return ``url`` if it is an absolute http(s) URL, else raise :class:`UsageError`."""
-    if not isinstance(url, str) or any(c in url for c in "\r\n\t "):
-        raise UsageError(f"invalid URL (contains white space): {redact(str(url))!r}")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"invalid URL (need http:// or https://): {redact(url)}")
-    try:
-        parts.port  # noqa: B018 - raises for a bad port
-    except ValueError:
-        raise UsageError(f"invalid port in URL: {redact(url)}") from None
-    return url
 
 
 class Downloader:
@@ -159,7 +150,7 @@ class Downloader:
                 verify=verify,
                 checksum=checksum,
                 limit_rate=limit_rate,
-                mirrors=tuple(check_url(m) for m in mirrors),
+                mirrors=tuple(mirrors),
                 max_filesize=max_filesize,
                 **extra,
             )
@@ -175,6 +166,7 @@ class Downloader:
         self._thread: Optional[threading.Thread] = None
         self._adopted = False
         self._probe_slot: Optional[str] = None
+        self._hashed: Dict[Path, bool] = {}  # files already compared with the checksum
         self._finished = threading.Event()
         self._result: Optional[Path] = None
         self._error: Optional[BaseException] = None
@@ -304,14 +296,25 @@ class Downloader:
             return out
         return base / (self._name or name_from_url(self.url))
 
+    def _complete_already(self, dest: Path) -> Path:
+        """``dest`` already is the remote file: report it and hand it back."""
+        log.info("%s is already complete", dest)
+        self._emit(ev.AlreadyComplete(dest))
+        self.path = dest
+        return dest
+
+    def _has_checksum(self, dest: Path) -> bool:
+        """Whether ``dest`` is a regular file with the expected checksum (hashed once)."""
+        checksum = self.options.checksum
+        if checksum is None or not dest.is_file() or dest.is_symlink():
+            return False
+        if dest not in self._hashed:
+            self._hashed[dest] = matches(dest, checksum)
+        return self._hashed[dest]
+
     def _run(self) -> Path:
-        if self.options.checksum and not self.options.force:
-            dest = self._target()
-            if dest.is_file() and not dest.is_symlink() and matches(dest, self.options.checksum):
-                log.info("%s already has the expected checksum", dest)
-                self._emit(ev.AlreadyComplete(dest))
-                self.path = dest
-                return dest
+        if self.options.checksum and not self.options.force and self._has_checksum(self._target()):
+            return self._complete_already(self._target())
         restarts = 0
         discard = False
         single_stream = False
@@ -324,6 +327,8 @@ class Downloader:
             self._adopted = False
             try:
                 return self._attempt(session, discard=discard, single_stream=single_stream)
+            except _Renamed:
+                continue  # look for an earlier run under the server's name, then go on
             except _Restart as exc:
                 restarts += 1
                 if restarts > MAX_RESTARTS:
@@ -368,7 +373,7 @@ class Downloader:
         slots = self.options.host_slots
         if slots is None:
             return None
-        netloc = urlsplit(self.url).netloc
+        netloc = slot_key(self.url)
         while not slots.try_acquire(netloc):
             if self._cancel.wait(0.05):
                 raise CancelledError("cancelled")
@@ -409,12 +414,7 @@ class Downloader:
             if self._output is None and self._name is None and renamed:
                 # The server names the file: look again for an earlier run under that name.
                 self._name = remote.filename
-                if resp is not None:
-                    resp.close()
-                if self._probe_slot is not None and self.options.host_slots is not None:
-                    self.options.host_slots.release(self._probe_slot)
-                    self._probe_slot = None
-                return self._attempt(session, discard=discard, single_stream=single_stream)
+                raise _Renamed()
             if record is not None and resp is None:
                 # 416 for a fully written file whose validators match: complete.
                 return self._finish(
@@ -466,11 +466,8 @@ class Downloader:
         if self.options.force:
             return None  # replace it, even if it looks complete
         if self.options.checksum:
-            if not os.path.islink(dest) and matches(dest, self.options.checksum):
-                log.info("%s already has the expected checksum", dest)
-                self._emit(ev.AlreadyComplete(dest))
-                self.path = dest
-                return dest
+            if self._has_checksum(dest):
+                return self._complete_already(dest)
             raise OutputExistsError(
                 f"{dest} already exists and does not match the checksum; use --force to replace it"
             )
@@ -483,10 +480,7 @@ class Downloader:
             and not os.path.islink(dest)
             and not has_holes(dest)  # a power loss right after a download leaves holes
         ):
-            log.info("%s is already complete", dest)
-            self._emit(ev.AlreadyComplete(dest))
-            self.path = dest
-            return dest
+            return self._complete_already(dest)
         raise OutputExistsError(f"{dest} already exists; use --force to replace it")
 
     def _probe(
@@ -532,11 +526,7 @@ class Downloader:
         *,
         plain: bool,
     ) -> Tuple[RemoteFile, Optional[requests.Response]]:
-        headers: Dict[str, str] = {}
-        if not plain:
-            headers["Range"] = f"bytes={start}-{'' if end is None else end}"
-            if known is not None and known.if_range:
-                headers["If-Range"] = known.if_range
+        headers = {} if plain else range_headers(start, end, known)
         resp = get(session, self.url, headers, self.timeouts)
         try:
             status = resp.status_code
@@ -550,20 +540,19 @@ class Downloader:
                         # A range inside the file cannot be unsatisfiable: a broken answer.
                         raise BadResponse(f"416 for bytes {start}- of a {total}-byte file")
                     resp.close()
-                    return describe(resp.url, 416, resp.headers, total), None
+                    return describe(resp.url, resp.headers, total, ranges=True), None
                 if total == 0:
                     resp.close()
-                    return describe(resp.url, 206, resp.headers, 0), None
+                    return describe(resp.url, resp.headers, 0, ranges=True), None
                 raise RangesUnsupported("the server refused the range request")
-            if status in REFRESH_STATUSES or status >= 400:
-                raise_for_status(resp)
+            raise_for_status(resp)
             if status == 200:
                 if known is not None:
                     raise _Restart("the server sent the whole file: it changed or cannot resume")
                 size = content_length(resp.headers)
                 if resp.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     size = None
-                return describe(resp.url, 200, resp.headers, size), resp
+                return describe(resp.url, resp.headers, size, ranges=False), resp
             if status != 206 or plain:
                 raise BadResponse(f"unexpected status {status} for a range request")
             try:
@@ -571,7 +560,7 @@ class Downloader:
             except (RemoteChanged, TotalMismatch) as exc:
                 # Resuming, a total other than the record's means the record cannot be used.
                 raise _Restart(f"the remote file changed ({exc})") from None
-            return describe(resp.url, 206, resp.headers, total), resp
+            return describe(resp.url, resp.headers, total, ranges=True), resp
         except BaseException:
             resp.close()
             raise
@@ -627,7 +616,11 @@ class Downloader:
         self._transfer = transfer
         self._emit(
             ev.Started(
-                redact(self.url), dest, size, sum(s.written for s in segments), len(segments)
+                redact(self.url),
+                dest,
+                size,
+                sum(s.written for s in segments),
+                self.options.connections if ranged else 1,
             )
         )
         try:
@@ -659,13 +652,7 @@ class Downloader:
         mine = remote.validators
         for url in urls:
             try:
-                resp = get(session, url, {"Range": "bytes=0-0"}, self.timeouts)
-                try:
-                    raise_for_status(resp)
-                    total = check_partial(resp.status_code, resp.headers, 0, 0, None)
-                    seen = validators_of(resp.headers, total)
-                finally:
-                    resp.close()
+                final_url, total, seen = first_byte(session, url, None, self.timeouts)
             except (Retryable, RangesUnsupported, NetworkError, HTTPError) as exc:
                 log.warning("mirror %s is not usable (%s); continuing without it", redact(url), exc)
                 continue
@@ -680,7 +667,7 @@ class Downloader:
             if not seen.resumable:
                 log.warning("mirror %s gives no ETag or Last-Modified; not used", redact(url))
                 continue
-            sources.append(_Source(resp.url, url, seen))
+            sources.append(_Source(final_url, url, seen))
         return sources
 
     def _finish(
@@ -761,8 +748,6 @@ class _Transfer:
         self.part = part
         self.segments = sorted(segments, key=lambda s: s.start)
         self.remote = remote
-        self.url = remote.url
-        self.validators = remote.validators
         self.sources = [_Source(remote.url, dl.url, remote.validators), *mirrors]
         self.side = side
         self.ranged = ranged
@@ -775,6 +760,8 @@ class _Transfer:
         self.boot = state.boot_id()
         self.workers: List[threading.Thread] = []
         self.finished_rates: Deque[float] = collections.deque(maxlen=16)
+        # Stolen tail pieces may be smaller than planned segments, down to 256 KiB.
+        self.piece = max(min(self.opts.min_split, 4 * ALIGN), self.opts.min_split // 4)
         self.reported = sum(s.written for s in self.segments)
         self._last_rate_sample: Tuple[float, int] = (time.monotonic(), self.reported)
         self.rate = 0.0
@@ -810,7 +797,7 @@ class _Transfer:
         host = slot
         slots = self.opts.host_slots
         if slots is not None and host is None:
-            netloc = urlsplit(source.url).netloc
+            netloc = slot_key(source.url)
             if slots.try_acquire(netloc):
                 host = netloc
             elif not force:
@@ -840,7 +827,7 @@ class _Transfer:
     def _move_slot(self, task: Task, url: str) -> None:
         """Hold the task's host slot for the host of ``url`` (under lock)."""
         slots = self.opts.host_slots
-        netloc = urlsplit(url).netloc
+        netloc = slot_key(url)
         if slots is None or task.host == netloc:
             return
         if task.host is not None:
@@ -879,23 +866,21 @@ class _Transfer:
                 return task
             if not self.ranged:
                 return None
-            return self._steal() or self._hedge()
+            now = time.monotonic()
+            typical = self._typical_rate(now)
+            return self._steal(now, typical) or self._hedge(now, typical)
 
-    def _steal(self) -> Optional[Task]:
+    def _steal(self, now: float, typical: float) -> Optional[Task]:
         """Split the tail of the slowest segment for an idle worker (under lock).
 
         The owner keeps what it can fetch in about the time the thief needs for the rest
         (an even split between equals; a straggler keeps little), and at least one read.
         """
-        now = time.monotonic()
         live = [
             (seg, tasks[0])
             for seg, tasks in self.tasks.items()
             if len(tasks) == 1 and not tasks[0].abort and not seg.done
         ]
-        # Tail pieces may be smaller than planned segments, down to 256 KiB.
-        piece = max(min(self.opts.min_split, 4 * ALIGN), self.opts.min_split // 4)
-        typical = self._typical_rate(now)
         # Workers without a task (this thief included) will share what the victim gives up.
         idle = max(1, self.opts.connections - sum(len(ts) for ts in self.tasks.values()))
         best: Optional[Tuple[float, Segment, int]] = None
@@ -906,7 +891,9 @@ class _Transfer:
             rate = typical if young else task.rate(now)
             thieves = idle * (typical if typical > 0 else 1.0)
             share = rate / (rate + thieves) if rate > 0 else 1.0 / (1 + idle)
-            point = steal_point(task.pos, seg.end, piece, margin=_read_margin(task), share=share)
+            point = steal_point(
+                task.pos, seg.end, self.piece, margin=_read_margin(task), share=share
+            )
             if point is None:
                 continue
             eta = (seg.end + 1 - task.pos) / rate if rate > 0 else float("inf")
@@ -936,15 +923,13 @@ class _Transfer:
         rates = [r for r in rates if r > 0]
         return sorted(rates)[len(rates) // 2] if rates else 0.0
 
-    def _hedge(self) -> Optional[Task]:
+    def _hedge(self, now: float, typical: float) -> Optional[Task]:
         """Race a straggling tail from its current position with an idle worker (under lock).
 
         A segment is raced when a typical connection would finish what is left more than
         ``hedge_after`` seconds sooner (and in under half the time), or when it made no
         progress for a second (or ``hedge_after``, if longer).
         """
-        now = time.monotonic()
-        typical = self._typical_rate(now)
         best: Optional[Tuple[float, Task]] = None
         for seg, tasks in self.tasks.items():
             if len(tasks) != 1 or tasks[0].abort or seg.done:
@@ -980,8 +965,9 @@ class _Transfer:
             if task in tasks:
                 tasks.remove(task)
                 task.source.active -= 1
-                if task.pos > task.base and time.monotonic() - task.started > 0.2:
-                    self.finished_rates.append(task.rate(time.monotonic()))
+                now = time.monotonic()
+                if task.pos > task.base and now - task.started > JUDGE_AFTER:
+                    self.finished_rates.append(task.rate(now))
                 if task.host is not None and self.opts.host_slots is not None:
                     self.opts.host_slots.release(task.host)
             if not tasks:
@@ -1009,7 +995,13 @@ class _Transfer:
         try:
             if session is None:
                 session = self.dl.new_session()
-            buffer = ReadBuffer(min(READ_MAX, self.opts.min_split))
+            # A read never exceeds min_split (the steal margin) nor a tenth of a second of
+            # the rate limit (so the limiter's waits stay short).
+            limiter = self.opts.limit_rate
+            limit = min(READ_MAX, self.opts.min_split)
+            if isinstance(limiter, RateLimiter):
+                limit = min(limit, limiter.read_size)
+            buffer = ReadBuffer(limit)
             if first is not None:
                 self._run_task(session, first[0], first[1], buffer)
             while not self.stop.is_set():
@@ -1054,13 +1046,7 @@ class _Transfer:
                     limiter = self.opts.limit_rate
                     assert limiter is None or isinstance(limiter, RateLimiter)
                     if stream(
-                        resp,
-                        self.part.fd,
-                        task,
-                        self.stop,
-                        resp_end=covered,
-                        buffer=buffer,
-                        limiter=limiter,
+                        resp, self.part.fd, task, self.stop, resp_end=covered, limiter=limiter
                     ):
                         if task.until_eof:
                             if task.pos > task.seg.end:
@@ -1172,48 +1158,39 @@ class _Transfer:
             if source.refreshed or source.url == source.original:
                 return False
             source.refreshed = True
-        resp = get(session, source.original, {"Range": "bytes=0-0"}, self.dl.timeouts)
-        try:
-            raise_for_status(resp)
-            check_partial(resp.status_code, resp.headers, 0, 0, source.validators)
-        finally:
-            resp.close()
-        log.info("resolved %s again: now %s", redact(source.original), redact(resp.url))
-        source.url = resp.url
+        final_url, _, _ = first_byte(session, source.original, source.validators, self.dl.timeouts)
+        log.info("resolved %s again: now %s", redact(source.original), redact(final_url))
+        source.url = final_url
         return True
 
     # -- the run thread ----------------------------------------------------------------------
 
     def run(self, first: Optional[requests.Response]) -> int:
         """Fetch every segment; return the final size. Raises on failure or cancel."""
-        if self.side is not None:
-            if any(s.written for s in self.segments):
-                # Resuming: make the earlier run's bytes durable so they count as synced.
-                self.part.sync()
-                self.synced = {s.start: s.written for s in self.segments}
-            self.commit()
+        if self.side is not None and any(s.written for s in self.segments):
+            # Resuming: make the earlier run's bytes durable so they count as synced.
+            self.part.sync()
+            self.synced = {s.start: s.written for s in self.segments}
+        self.commit()
         self._start_workers(first)
         try:
             error = self._loop()
         except BaseException:  # KeyboardInterrupt in the caller's thread: stop, keep state
             self._wind_down()
-            if self.side is not None:
-                self.commit()
+            self.commit()
             raise
         self._wind_down()
         self._drain_events()
         self._publish()
         if error is None and self.dl._cancel.is_set() and not self._all_done():
-            if self.side is not None:
-                self.commit()
+            self.commit()
             raise CancelledError("download cancelled; run again to resume")
         if error is not None:
             if isinstance(error, RemoteChanged):
                 raise _Restart(f"the remote file changed ({error})") from None
             if isinstance(error, RangesUnsupported):
                 raise _Restart(f"{error}", single_stream=True) from None
-            if self.side is not None:
-                self.commit()
+            self.commit()
             if isinstance(error, AccelError):
                 raise error
             raise AccelError(f"internal error: {error!r}") from error
@@ -1277,7 +1254,7 @@ class _Transfer:
             if alive <= 0:
                 return AccelError("internal error: all workers stopped before the end")
             now = time.monotonic()
-            if self.side is not None and now - last_commit >= self.opts.commit_interval:
+            if now - last_commit >= self.opts.commit_interval:
                 self.commit()
                 last_commit = now
             if self.side is not None and now - last_sync >= self.opts.sync_interval:
@@ -1326,7 +1303,7 @@ class _Transfer:
         for task in tasks:
             if task.response is None or now - task.started < window:
                 continue
-            if task.rate(now) < limit and now - task.last_progress >= 0:
+            if task.rate(now) < limit:
                 log.info(
                     "connection for bytes %d-%d below %d B/s; reconnecting",
                     task.pos,
@@ -1340,22 +1317,20 @@ class _Transfer:
         """Save the sidecar with what is written now (and what is known synced)."""
         if self.side is None:
             return
+        rows = self._rows()
         if self.sync_each_commit:
-            rows = self._rows()
             self.part.sync()
             synced = {s: w for s, _, w, _ in rows}
             rows = [(s, e, w, w) for s, e, w, _ in rows]
             with self.lock:
                 self.synced.update(synced)
-        else:
-            rows = self._rows()
         state.save(
             self.side,
             state.Record(
                 redact(self.dl.url),
                 self.remote.size or 0,
-                self.validators.etag,
-                self.validators.last_modified,
+                self.remote.validators.etag,
+                self.remote.validators.last_modified,
                 rows,
                 self.boot,
             ),
@@ -1363,11 +1338,7 @@ class _Transfer:
 
     def _rows(self) -> List[Tuple[int, int, int, int]]:
         with self.lock:
-            return [
-                (s.start, s.end, w, min(w, self.synced.get(s.start, 0)))
-                for s in self.segments
-                for w in (self._written(s),)
-            ]
+            return state.snapshot(self.segments, self.synced, self._written)
 
     def _start_sync(self) -> None:
         if self._syncer is not None and self._syncer.is_alive():
@@ -1414,6 +1385,12 @@ class _Transfer:
         rate = self.rate
         eta = (total - written) / rate if total is not None and rate > 0 else None
         return ev.Progress(written, total, rate, eta, live, cells)
+
+
+def slot_key(url: str) -> str:
+    """The HostSlots key of ``url``: host and port, never credentials."""
+    _, host, port = origin(url)
+    return f"{host}:{port}"
 
 
 def _gave_up(exc: Retryable, where: str, retries: int) -> AccelError:

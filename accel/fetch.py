@@ -1,7 +1,7 @@
 """One worker fetching one range: request, validate, then stream into the file.
 
 Nothing of a response is written before :func:`accel.remote.check_partial` accepted it.
-The hot loop does one ``read1`` and one ``os.pwrite`` per chunk, with no lock: the
+The hot loop does one ``readinto`` and one ``os.pwrite`` per chunk, with no lock: the
 worker's position lives in its own :class:`Task`, which the orchestrator reads.
 """
 
@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Tuple
 
 import requests
 import urllib3
@@ -29,20 +29,20 @@ from .remote import (
     Validators,
     check_partial,
     parse_retry_after,
+    validators_of,
 )
 from .storage import local_error
 from .transport import RETRY_STATUSES, redact
 
 log = logging.getLogger(__name__)
 
-#: Largest single read anyone may do; a steal never splits closer than this to a position.
+#: The size of the first request's range, and the steal margin assumed for a worker whose
+#: read size is not known yet (no read is ever larger).
 CHUNK = 1024 * 1024
 #: Largest read a worker's buffer grows to. Measured on loopback (1 GiB, 8 connections):
 #: 1 MiB buffers (8 MiB in all) fall out of the CPU caches between recv and pwrite, and the
 #: copy into the page cache sometimes doubles the run time; 192 KiB buffers stay warm.
 READ_MAX = 192 * 1024
-#: The longest Retry-After honoured (seconds).
-RETRY_AFTER_CAP = 60.0
 #: Statuses that may mean an expired signed URL: the original URL is resolved again once.
 REFRESH_STATUSES = frozenset({401, 403, 404, 410})
 
@@ -123,10 +123,8 @@ def request_range(
     :class:`RangesUnsupported` for a 200 without it, :class:`Retryable` for transient
     failures, :class:`HTTPError` for a final error status.
     """
-    headers = {"Range": f"bytes={start}-{'' if end is None else end}"}
-    if_range = validators.if_range if validators else None
-    if if_range:
-        headers["If-Range"] = if_range
+    headers = range_headers(start, end, validators)
+    if_range = headers.get("If-Range")
     resp = get(session, url, headers, timeout)
     try:
         if resp.status_code == 416:
@@ -144,6 +142,30 @@ def request_range(
         resp.close()
         raise
     return resp
+
+
+def range_headers(start: int, end: Optional[int], validators: Optional[Validators]) -> dict:
+    """``Range`` for ``bytes=start-end`` (open-ended when ``end`` is None), plus ``If-Range``."""
+    headers = {"Range": f"bytes={start}-{'' if end is None else end}"}
+    if validators is not None and validators.if_range:
+        headers["If-Range"] = validators.if_range
+    return headers
+
+
+def first_byte(
+    session: requests.Session, url: str, validators: Optional[Validators], timeout: tuple
+) -> Tuple[str, int, Validators]:
+    """GET byte 0 of ``url`` to check it: (final URL, complete length, validators seen).
+
+    No ``If-Range`` is sent; ``validators`` are compared by :func:`check_partial`.
+    """
+    resp = get(session, url, {"Range": "bytes=0-0"}, timeout)
+    try:
+        raise_for_status(resp)
+        total = check_partial(resp.status_code, resp.headers, 0, 0, validators)
+        return resp.url, total, validators_of(resp.headers, total)
+    finally:
+        resp.close()
 
 
 def get(
@@ -181,7 +203,8 @@ def raise_for_status(resp: requests.Response) -> None:
     reason = f"HTTP {status} {resp.reason or ''}".strip()
     url = redact(resp.url)
     if status in RETRY_STATUSES:
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"), cap=RETRY_AFTER_CAP)
+        # Uncapped here: RetryPolicy.delay applies the policy's retry_after_cap.
+        retry_after = parse_retry_after(resp.headers.get("Retry-After"), cap=float("inf"))
         raise Retryable(f"{reason} from {url}", retry_after=retry_after, status=status)
     raise HTTPError(f"{reason} from {url}", status=status, url=url)
 
@@ -199,17 +222,18 @@ class ReadBuffer:
     FAST, SLOW = 0.02, 0.15
 
     def __init__(self, limit: int = READ_MAX) -> None:
-        self.limit = max(self.MIN, limit)
+        self.limit = max(1, limit)
+        self.floor = min(self.MIN, self.limit)
         self.buf = bytearray(self.limit)
         self.view = memoryview(self.buf)
-        self.size = self.MIN  # grows within a few reads on a fast link
+        self.size = self.floor  # grows within a few reads on a fast link
 
     def adapt(self, elapsed: float, filled: bool) -> None:
         """Resize after a read that took ``elapsed`` seconds (``filled``: it got all it asked)."""
         if filled and elapsed < self.FAST:
             self.size = min(self.limit, self.size * 2)
         elif elapsed > self.SLOW:
-            self.size = max(self.MIN, self.size // 2)
+            self.size = max(self.floor, self.size // 2)
 
 
 def stream(
@@ -219,17 +243,19 @@ def stream(
     stop: threading.Event,
     *,
     resp_end: Optional[int] = None,
-    buffer: Optional[ReadBuffer] = None,
     limiter: Optional[RateLimiter] = None,
 ) -> bool:
     """Copy the body of ``resp`` into ``fd`` from ``task.pos`` up to ``task.seg.end``.
 
-    ``resp_end`` is the last offset the response covers when it may stop short of the
-    segment's end. Returns True when the segment's end was reached (or, for ``until_eof``
-    tasks, the body ended), False when told to stop or when the response is used up. A
-    body that ends early raises :class:`Retryable`.
+    Reads go into ``task.buffer`` (created on first use). ``resp_end`` is the last offset
+    the response covers when it may stop short of the segment's end. Returns True when the
+    segment's end was reached (or, for ``until_eof`` tasks, the body ended), False when told
+    to stop or when the response is used up. A body that ends early raises
+    :class:`Retryable`. ``limiter`` is charged for every read.
     """
-    buffer = buffer or ReadBuffer()
+    if task.buffer is None:
+        task.buffer = ReadBuffer()
+    buffer = task.buffer
     # http.client's response under urllib3: readinto() fills our buffer with no copies.
     readinto = getattr(getattr(resp.raw, "_fp", None), "readinto", None)
     if readinto is None:  # pragma: no cover - another transport
@@ -239,17 +265,16 @@ def stream(
     pos = task.pos
     clock = time.monotonic
     while True:
-        end = seg.end  # may shrink while we run (work stealing); never below pos + CHUNK
+        end = seg.end  # may shrink while we run (work stealing); never below pos + a read
         if pos > end:
             return True
-        if resp_end is not None and pos > resp_end:
-            return False
-        if resp_end is not None and resp_end < end:
-            end = resp_end
+        if resp_end is not None:
+            if pos > resp_end:
+                return False
+            end = min(end, resp_end)
         if task.abort or stop.is_set():
             return False
-        size = buffer.size if limiter is None else min(buffer.size, limiter.read_size)
-        want = min(size, end + 1 - pos)
+        want = min(buffer.size, end + 1 - pos)
         started = clock()
         try:
             n = readinto(view[:want])

@@ -9,7 +9,7 @@ from typing import Mapping, Optional, Tuple, Union
 from .exceptions import UsageError
 from .limits import HostSlots, RateLimiter
 from .planner import DEFAULT_MIN_SEGMENT
-from .transport import RetryPolicy
+from .transport import RetryPolicy, check_url
 from .verify import parse_checksum
 
 MAX_CONNECTIONS = 64
@@ -71,6 +71,8 @@ class Options:
             object.__setattr__(self, "limit_rate", RateLimiter(self.limit_rate))
         elif self.limit_rate is not None and not isinstance(self.limit_rate, RateLimiter):
             raise UsageError("limit_rate must be bytes per second or a RateLimiter")
+        for mirror in self.mirrors:
+            check_url(mirror)
         if isinstance(self.verify, str) and not os.path.isfile(self.verify):
             raise UsageError(f"CA bundle {self.verify} is not a file")
         if isinstance(self.checksum, str):

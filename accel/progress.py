@@ -1,7 +1,7 @@
 """Terminal progress for the command line: a tqdm bar on a terminal, a summary line otherwise.
 
-Every method runs on the download's run thread (callbacks are never concurrent), so one
-thread alone updates the bar.
+Every method runs on one thread (the CLI's main thread, which receives the downloads'
+callbacks through a queue), so one thread alone updates the bars.
 """
 
 from __future__ import annotations
@@ -13,15 +13,9 @@ from typing import Callable, Optional, TextIO
 from tqdm import tqdm
 
 from . import events as ev
+from .storage import human_size
 
-
-def human_size(n: float) -> str:
-    """``1536`` -> ``1.5 KiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"  # pragma: no cover
+__all__ = ["Reporter", "TotalBar", "human_size"]
 
 
 class Reporter:

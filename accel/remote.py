@@ -244,11 +244,13 @@ def check_partial(
     return total
 
 
-def describe(url: str, status: int, headers: Mapping[str, str], total: Optional[int]) -> RemoteFile:
-    """A :class:`RemoteFile` from the probe response."""
+def describe(
+    url: str, headers: Mapping[str, str], total: Optional[int], *, ranges: bool
+) -> RemoteFile:
+    """A :class:`RemoteFile` from the probe response (``ranges``: the server honours Range)."""
     return RemoteFile(
         url=url,
         validators=validators_of(headers, total),
-        ranges=status == 206,
+        ranges=ranges,
         filename=content_disposition_name(headers.get("Content-Disposition")),
     )

@@ -27,11 +27,11 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .exceptions import LocalFileError
 from .planner import Segment, check_tiling
-from .storage import fsync_dir
+from .storage import fsync_dir, local_error
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def save(path: Path, record: Record) -> None:
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except OSError as exc:
-        raise LocalFileError(f"cannot save {path}: {exc.strerror or exc}") from exc
+        raise local_error(exc, f"cannot save {path}") from exc
 
 
 def _refuse_symlink(path: Path) -> None:
@@ -205,15 +205,21 @@ def remove(path: Path) -> None:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise LocalFileError(f"cannot remove {p}: {exc.strerror or exc}") from exc
+            raise local_error(exc, f"cannot remove {p}") from exc
 
 
 def snapshot(
-    segments: Sequence[Segment], synced: Dict[int, int]
+    segments: Sequence[Segment],
+    synced: Dict[int, int],
+    written: Callable[[Segment], int] = lambda seg: seg.written,
 ) -> List[Tuple[int, int, int, int]]:
-    """Rows for :class:`Record` from live segments and a map start -> synced count."""
+    """Rows for :class:`Record` from live segments and a map start -> synced count.
+
+    ``written`` tells a segment's written count (default: its own; a transfer passes one that
+    also counts the live workers' positions).
+    """
     rows = []
     for seg in sorted(segments, key=lambda s: s.start):
-        written = seg.written
-        rows.append((seg.start, seg.end, written, min(written, synced.get(seg.start, 0))))
+        w = written(seg)
+        rows.append((seg.start, seg.end, w, min(w, synced.get(seg.start, 0))))
     return rows

@@ -126,16 +126,17 @@ def check_free_space(directory: Path, needed: int) -> None:
         return
     if free < needed:
         raise InsufficientSpaceError(
-            f"not enough space in {directory}: {_human(needed)} needed, {_human(free)} free"
+            f"not enough space in {directory}: {human_size(needed)} needed, {human_size(free)} free"
         )
 
 
-def _human(n: float) -> str:
+def human_size(n: float) -> str:
+    """``1536`` -> ``1.5 KiB``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n} B"  # pragma: no cover
+    return f"{n:.1f} PiB"  # pragma: no cover
 
 
 def finalize(part: Path, dest: Path, *, force: bool = False, mtime: Optional[float] = None) -> None:

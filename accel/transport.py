@@ -1,8 +1,9 @@
 """HTTP sessions and the retry policy.
 
-Connect errors and retryable statuses (429, 5xx) are retried inside urllib3 through
-:class:`urllib3.util.Retry` (``Retry-After`` honoured, capped); errors in the middle of a
-body are retried by the per-segment loop in :mod:`accel.fetch` with :class:`RetryPolicy`.
+urllib3's :class:`~urllib3.util.Retry` only reconnects at once and follows redirects; every
+patient retry (backoff, ``Retry-After``, 429/5xx, errors in the middle of a body) happens in
+accel's own loops (:meth:`accel.downloader.Downloader._probe` and the per-range loop of the
+transfer) with :class:`RetryPolicy`, waiting on the cancel event.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from . import __version__
-from .exceptions import InsecureRedirectError
+from .exceptions import InsecureRedirectError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.attempts < 0:
-            raise ValueError("attempts must be >= 0")
+            raise UsageError("attempts must be >= 0")
         if self.backoff < 0 or self.backoff_max < 0 or not 0 <= self.jitter <= 1:
-            raise ValueError("backoff values must be >= 0 and jitter within [0, 1]")
+            raise UsageError("backoff values must be >= 0 and jitter within [0, 1]")
 
     def delay(
         self,
@@ -94,6 +95,20 @@ def redact(url: str) -> str:
         host = f"[{host}]"
     netloc = host + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def check_url(url: str) -> str:
+    """Return ``url`` if it is an absolute http(s) URL, else raise :class:`UsageError`."""
+    if not isinstance(url, str) or any(c in url for c in "\r\n\t "):
+        raise UsageError(f"invalid URL (contains white space): {redact(str(url))!r}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"invalid URL (need http:// or https://): {redact(url)}")
+    try:
+        parts.port  # noqa: B018 - raises for a bad port
+    except ValueError:
+        raise UsageError(f"invalid port in URL: {redact(url)}") from None
+    return url
 
 
 def origin(url: str) -> tuple:
@@ -156,7 +171,6 @@ def new_session(
     headers: Optional[Mapping[str, str]] = None,
     verify: Union[bool, str] = True,
     retry: RetryPolicy = RetryPolicy(),
-    pool_size: int = 1,
     trusted_origin: Optional[str] = None,
 ) -> requests.Session:
     """A session for one worker thread: keep-alive, identity encoding, retries.
@@ -164,9 +178,7 @@ def new_session(
     Credential headers among ``headers`` go only to ``trusted_origin`` (a URL).
     """
     session = Session()
-    adapter = HTTPAdapter(
-        pool_connections=1, pool_maxsize=pool_size, max_retries=retry.urllib3_retry()
-    )
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=retry.urllib3_retry())
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT

@@ -7,7 +7,8 @@ import hmac
 import os
 from typing import Tuple
 
-from .exceptions import LocalFileError, UsageError
+from .exceptions import UsageError
+from .storage import local_error
 
 _BLOCK = 4 * 1024 * 1024
 
@@ -42,7 +43,7 @@ def file_digest(path: os.PathLike[str] | str, algo: str) -> str:
                     break
                 h.update(view[:n])
     except OSError as exc:
-        raise LocalFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise local_error(exc, f"cannot read {path}") from exc
     return h.hexdigest()
 
 

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 import logging
 import os
 from pathlib import Path
@@ -43,6 +41,7 @@ from .exceptions import (
 )
 from .options import Options
 from .transport import RetryPolicy
+from .version import __version__
 
 # A library logs but never prints: without configuration, its records go nowhere.
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -22,7 +22,6 @@ from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple, Type
 
 import urllib3
 
-from . import __version__
 from .config import ConfigError, as_argv, config_path, read_config
 from .downloader import Downloader
 from .exceptions import (
@@ -39,6 +38,7 @@ from .options import MAX_CONNECTIONS, Options, normalize_headers
 from .progress import Reporter, TotalBar
 from .transport import RetryPolicy, check_url
 from .verify import parse_checksum
+from .version import __version__
 
 log = logging.getLogger("accel")
 

@@ -22,6 +22,7 @@ exit code (``accel.cli.EXIT_CODES``)::
 
 from __future__ import annotations
 
+import errno
 from typing import Optional
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "RemoteProtocolError",
     "UsageError",
     "VerificationError",
+    "local_error",
 ]
 
 
@@ -101,3 +103,13 @@ class LockedError(LocalFileError):
 
 class CancelledError(AccelError):
     """The download was cancelled; what was written is recorded and a new run resumes it."""
+
+
+def local_error(exc: OSError, what: str) -> LocalFileError:
+    """A one-line :class:`LocalFileError` for ``exc`` raised while doing ``what``."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ELOOP:
+        reason = "it is a symlink; refusing to follow it"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientSpaceError(f"{what}: {reason}")
+    return LocalFileError(f"{what}: {reason}")

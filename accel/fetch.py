@@ -2,7 +2,7 @@
 
 Nothing of a response is written before :func:`accel.remote.check_partial` accepted it.
 The hot loop does one ``readinto`` and one ``os.pwrite`` per chunk, with no lock: the
-worker's position lives in its own :class:`Task`, which the orchestrator reads.
+worker's position lives in its own :class:`~accel.scheduler.Claim`, which the scheduler reads.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Mapping, Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 import requests
 import urllib3
 
-from .exceptions import HTTPError, NetworkError, UsageError
+from .exceptions import HTTPError, NetworkError, UsageError, local_error
 from .limits import RateLimiter
-from .planner import Segment
 from .remote import (
     BadResponse,
     RangesUnsupported,
@@ -31,14 +30,14 @@ from .remote import (
     parse_retry_after,
     validators_of,
 )
-from .storage import local_error
+from .scheduler import DEFAULT_READ_MARGIN, Claim
 from .transport import RETRY_STATUSES, redact
 
 log = logging.getLogger(__name__)
 
-#: The size of the first request's range, and the steal margin assumed for a worker whose
-#: read size is not known yet (no read is ever larger).
-CHUNK = 1024 * 1024
+#: The size of the first request's range: the steal margin assumed for a worker whose read
+#: size is not known yet (no read is ever larger).
+CHUNK = DEFAULT_READ_MARGIN
 #: Largest read a worker's buffer grows to. Measured on loopback (1 GiB, 8 connections):
 #: 1 MiB buffers (8 MiB in all) fall out of the CPU caches between recv and pwrite, and the
 #: copy into the page cache sometimes doubles the run time; 192 KiB buffers stay warm.
@@ -55,56 +54,17 @@ _REQUEST_ERRORS = (
 _NETWORK_ERRORS = (*_REQUEST_ERRORS, ValueError)  # reads: http.client on a closed response
 
 
-class Task:
-    """One worker's claim on a segment.
-
-    ``pos`` is written only by the worker (after each write returns), read by anyone.
-    ``abort`` is set by the orchestrator to make the worker let go of the segment.
-    """
-
-    __slots__ = (
-        "abort",
-        "base",
-        "buffer",
-        "host",
-        "last_progress",
-        "pos",
-        "response",
-        "seg",
-        "source",
-        "started",
-        "until_eof",
-    )
-
-    def __init__(self, seg: Segment, pos: int, *, until_eof: bool = False) -> None:
-        self.seg = seg
-        self.pos = pos
-        self.base = pos
-        self.abort = False
-        self.response: Optional[requests.Response] = None
-        self.until_eof = until_eof
-        self.host: Optional[str] = None  # the HostSlots slot this task holds, if any
-        self.source: Any = None  # where the orchestrator fetches this task's bytes from
-        self.buffer: Optional[ReadBuffer] = None  # the worker's buffer: its size bounds a read
-        self.started = self.last_progress = time.monotonic()
-
-    def rate(self, now: float) -> float:
-        """Average bytes/s since the task started."""
-        elapsed = now - self.started
-        return (self.pos - self.base) / elapsed if elapsed > 0 else 0.0
-
-    def kill_connection(self) -> None:
-        """Shut the socket of the current response down, waking a blocked read (any thread)."""
-        resp = self.response
-        if resp is None:
-            return
-        conn = getattr(resp.raw, "connection", None) or getattr(resp.raw, "_connection", None)
-        sock = getattr(conn, "sock", None)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+def interrupt(resp: Optional[requests.Response]) -> None:
+    """Shut the socket of ``resp`` down, waking a read blocked on it (any thread)."""
+    if resp is None:
+        return
+    conn = getattr(resp.raw, "connection", None) or getattr(resp.raw, "_connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def request_range(
@@ -239,7 +199,7 @@ class ReadBuffer:
 def stream(
     resp: requests.Response,
     fd: int,
-    task: Task,
+    task: Claim,
     stop: threading.Event,
     *,
     resp_end: Optional[int] = None,

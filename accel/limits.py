@@ -6,27 +6,18 @@ The rate limiter takes an injectable clock, so its arithmetic is tested without 
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import Counter
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 from .exceptions import UsageError
-
-_RATE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMgG]?)(?:i?[bB](?:/s)?)?\s*")
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+from .units import parse_size
 
 
 def parse_rate(text: str) -> int:
     """``"500K"`` -> 512000 bytes/s (K/M/G are powers of 1024, as in curl and wget)."""
-    m = _RATE.fullmatch(text or "")
-    if not m:
-        raise UsageError(f"invalid rate {text!r} (use e.g. 500K, 2M, 1G)")
-    value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    if value <= 0:
-        raise UsageError(f"rate must be positive: {text!r}")
-    return value
+    return parse_size(text, "rate")
 
 
 class RateLimiter:
@@ -39,12 +30,16 @@ class RateLimiter:
 
     def __init__(
         self,
-        rate: float,
+        rate: Union[float, str],
         *,
         burst: Optional[float] = None,
         clock: Callable[[], float] = time.monotonic,
         wait: Optional[Callable[[float, Optional[threading.Event]], None]] = None,
     ) -> None:
+        if isinstance(rate, str):
+            rate = parse_size(rate, "rate")
+        elif isinstance(rate, bool) or not isinstance(rate, (int, float)):
+            raise UsageError(f"rate must be bytes per second or a text like '2M', not {rate!r}")
         if rate <= 0:
             raise UsageError("rate must be positive")
         self.rate = float(rate)
@@ -83,15 +78,56 @@ def _event_wait(seconds: float, cancel: Optional[threading.Event]) -> None:
         time.sleep(seconds)
 
 
+class SlotLease:
+    """One connection slot to a host, held until :meth:`release` (idempotent)."""
+
+    __slots__ = ("_slots", "key")
+
+    def __init__(self, slots: HostSlots, key: str) -> None:
+        self._slots: Optional[HostSlots] = slots
+        self.key = key
+
+    @property
+    def held(self) -> bool:
+        """Whether the slot is still held."""
+        return self._slots is not None
+
+    def release(self) -> None:
+        """Give the slot back; later calls do nothing."""
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots.release(self.key)
+
+    def __repr__(self) -> str:
+        return f"SlotLease({self.key!r}, held={self.held})"
+
+
 class HostSlots:
-    """At most ``per_host`` live connections to one host, across every download sharing this."""
+    """At most ``per_host`` live connections to one host, across every download sharing this.
+
+    :meth:`lease` hands out :class:`SlotLease` objects: a slot is released exactly once,
+    by whoever holds the lease.
+    """
 
     def __init__(self, per_host: int) -> None:
-        if per_host < 1:
+        if isinstance(per_host, bool) or not isinstance(per_host, int) or per_host < 1:
             raise UsageError("per-host connection cap must be >= 1")
         self.per_host = per_host
         self._lock = threading.Lock()
         self._used: Counter = Counter()
+
+    def lease(self, host: str) -> Optional[SlotLease]:
+        """A lease on a slot for ``host`` if one is free, else None."""
+        return SlotLease(self, host) if self.try_acquire(host) else None
+
+    def wait_lease(
+        self, host: str, cancel: threading.Event, poll: float = 0.05
+    ) -> Optional[SlotLease]:
+        """Wait for a slot for ``host``; None if ``cancel`` is set first."""
+        while True:
+            lease = self.lease(host)
+            if lease is not None or cancel.wait(poll):
+                return lease
 
     def try_acquire(self, host: str) -> bool:
         """Take a slot for ``host`` if one is free."""

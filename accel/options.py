@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Tuple, Union
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 from .exceptions import UsageError
 from .limits import HostSlots, RateLimiter
 from .planner import DEFAULT_MIN_SEGMENT
-from .transport import RetryPolicy, check_url
+from .retry import RetryPolicy
+from .transport import check_url
+from .units import to_bytes
 from .verify import parse_checksum
 
 MAX_CONNECTIONS = 64
@@ -19,10 +22,14 @@ RESERVED_HEADERS = frozenset({"range", "if-range", "accept-encoding", "host", "c
 
 @dataclass(frozen=True)
 class Options:
-    """Settings for a :class:`accel.Downloader`; every field is checked on creation."""
+    """Settings for a :class:`accel.Downloader`; every field is checked on creation.
+
+    This is the one place defaults live. Sizes and rates may be given as text, as on the
+    command line (``limit_rate="20M"``, ``max_filesize="2G"``); ``headers`` may be a mapping.
+    """
 
     connections: int = 8
-    headers: Tuple[Tuple[str, str], ...] = ()
+    headers: Union[Tuple[Tuple[str, str], ...], Mapping[str, str]] = ()
     timeout: float = 30.0
     connect_timeout: float = 15.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -39,27 +46,33 @@ class Options:
     #: An idle worker races a segment when a typical connection would finish it this many
     #: seconds sooner (and in under half the time), or when it made no progress for a second.
     hedge_after: float = 0.25
-    #: Global limit in bytes/s (an int makes a private limiter; a RateLimiter may be shared).
-    limit_rate: Optional[Union[int, RateLimiter]] = None
+    #: Global limit in bytes/s: a number or text such as ``"20M"`` makes a private limiter;
+    #: a :class:`~accel.limits.RateLimiter` may be shared by several downloads.
+    limit_rate: Optional[Union[int, str, RateLimiter]] = None
     #: Per-host connection cap shared with other downloads.
     host_slots: Optional[HostSlots] = None
     #: Mirror URLs serving the same file; segments are spread over all sources.
     mirrors: Tuple[str, ...] = ()
-    #: Refuse files larger than this many bytes.
-    max_filesize: Optional[int] = None
+    #: Refuse files larger than this many bytes (or text such as ``"2G"``).
+    max_filesize: Optional[Union[int, str]] = None
     #: Flush the data to stable storage before the final rename (costs a write of the file).
     fsync: bool = False
     #: Expected (algorithm, hex digest) of the complete file; ``"sha256=..."`` is accepted.
     checksum: Optional[Union[str, Tuple[str, str]]] = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", normalize_headers(self.headers))
+        object.__setattr__(self, "mirrors", tuple(self.mirrors))
+        object.__setattr__(self, "max_filesize", to_bytes(self.max_filesize, "max_filesize"))
+        if isinstance(self.limit_rate, str):
+            object.__setattr__(self, "limit_rate", RateLimiter(self.limit_rate))
         if not isinstance(self.connections, int) or not 1 <= self.connections <= MAX_CONNECTIONS:
             raise UsageError(f"connections must be an integer from 1 to {MAX_CONNECTIONS}")
         for name in ("timeout", "connect_timeout", "commit_interval", "sync_interval"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise UsageError(f"{name} must be a positive number of seconds")
-        if self.max_filesize is not None and self.max_filesize < 0:
+        if self.max_filesize is not None and self.max_filesize < 0:  # type: ignore[operator]
             raise UsageError("max_filesize must be >= 0")
         if self.min_split < 1:
             raise UsageError("min_split must be >= 1")
@@ -70,7 +83,9 @@ class Options:
                 raise UsageError("limit_rate must be positive")
             object.__setattr__(self, "limit_rate", RateLimiter(self.limit_rate))
         elif self.limit_rate is not None and not isinstance(self.limit_rate, RateLimiter):
-            raise UsageError("limit_rate must be bytes per second or a RateLimiter")
+            raise UsageError(
+                "limit_rate must be bytes per second, a text like '2M' or a RateLimiter"
+            )
         for mirror in self.mirrors:
             check_url(mirror)
         if isinstance(self.verify, str) and not os.path.isfile(self.verify):
@@ -84,8 +99,41 @@ class Options:
                 raise UsageError(f"header {name} is managed by accel and cannot be set")
 
 
+#: Settings accepted beside the fields of :class:`Options`.
+_SHORTHANDS = ("retries",)
+
+
+def resolve(options: Optional[Options] = None, **settings: Any) -> Options:
+    """``options`` (default: the defaults) with ``settings`` applied on top.
+
+    ``settings`` are :class:`Options` fields, plus ``retries=N`` for
+    ``retry=RetryPolicy(attempts=N)``. An unknown name is a :class:`UsageError`: no setting
+    is ever dropped.
+    """
+    base = options if options is not None else Options()
+    if not isinstance(base, Options):
+        raise UsageError(f"options must be an accel.Options, not {type(base).__name__}")
+    names = {f.name for f in dataclasses.fields(Options)}
+    unknown = sorted(set(settings) - names - set(_SHORTHANDS))
+    if unknown:
+        raise UsageError(f"unknown option {unknown[0]!r} (see accel.Options)")
+    if "retries" in settings:
+        retries = settings.pop("retries")
+        if "retry" in settings:
+            raise UsageError("give retries or retry, not both")
+        if retries is not None:
+            settings["retry"] = dataclasses.replace(base.retry, attempts=_count(retries))
+    return dataclasses.replace(base, **settings) if settings else base
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UsageError("retries must be a whole number >= 0")
+    return value
+
+
 def normalize_headers(
-    headers: Optional[Union[Mapping[str, str], Tuple[Tuple[str, str], ...]]],
+    headers: Optional[Union[Mapping[str, str], Sequence[Tuple[str, str]]]],
 ) -> Tuple[Tuple[str, str], ...]:
     """Headers as a tuple of (name, value) pairs."""
     if not headers:

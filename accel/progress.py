@@ -13,7 +13,7 @@ from typing import Callable, Optional, TextIO
 from tqdm import tqdm
 
 from . import events as ev
-from .storage import human_size
+from .units import human_size
 
 __all__ = ["Reporter", "TotalBar", "human_size"]
 

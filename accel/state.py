@@ -27,11 +27,11 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .exceptions import LocalFileError
+from .exceptions import LocalFileError, local_error
 from .planner import Segment, check_tiling
-from .storage import fsync_dir, local_error
+from .storage import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -215,11 +215,14 @@ def snapshot(
 ) -> List[Tuple[int, int, int, int]]:
     """Rows for :class:`Record` from live segments and a map start -> synced count.
 
-    ``written`` tells a segment's written count (default: its own; a transfer passes one that
-    also counts the live workers' positions).
+    ``written`` tells a segment's written count (default: its own).
     """
-    rows = []
-    for seg in sorted(segments, key=lambda s: s.start):
-        w = written(seg)
-        rows.append((seg.start, seg.end, w, min(w, synced.get(seg.start, 0))))
-    return rows
+    ordered = sorted(segments, key=lambda s: s.start)
+    return with_synced(((s.start, s.end, written(s)) for s in ordered), synced)
+
+
+def with_synced(
+    rows: Iterable[Tuple[int, int, int]], synced: Dict[int, int]
+) -> List[Tuple[int, int, int, int]]:
+    """(start, end, written) rows with their synced counts (never above written)."""
+    return [(s, e, w, min(w, synced.get(s, 0))) for s, e, w in rows]

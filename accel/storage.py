@@ -10,22 +10,18 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from .exceptions import InsufficientSpaceError, LocalFileError, LockedError, OutputExistsError
+from .exceptions import (
+    InsufficientSpaceError,
+    LockedError,
+    OutputExistsError,
+    local_error,
+)
+from .units import human_size
 
 log = logging.getLogger(__name__)
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-
-
-def local_error(exc: OSError, what: str) -> LocalFileError:
-    """A one-line :class:`LocalFileError` for ``exc`` raised while doing ``what``."""
-    reason = exc.strerror or str(exc)
-    if exc.errno == errno.ELOOP:
-        reason = "it is a symlink; refusing to follow it"
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return InsufficientSpaceError(f"{what}: {reason}")
-    return LocalFileError(f"{what}: {reason}")
 
 
 def fsync_dir(directory: Path) -> None:
@@ -128,15 +124,6 @@ def check_free_space(directory: Path, needed: int) -> None:
         raise InsufficientSpaceError(
             f"not enough space in {directory}: {human_size(needed)} needed, {human_size(free)} free"
         )
-
-
-def human_size(n: float) -> str:
-    """``1536`` -> ``1.5 KiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"  # pragma: no cover
 
 
 def finalize(part: Path, dest: Path, *, force: bool = False, mtime: Optional[float] = None) -> None:

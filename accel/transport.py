@@ -2,24 +2,23 @@
 
 urllib3's :class:`~urllib3.util.Retry` only reconnects at once and follows redirects; every
 patient retry (backoff, ``Retry-After``, 429/5xx, errors in the middle of a body) happens in
-accel's own loops (:meth:`accel.downloader.Downloader._probe` and the per-range loop of the
-transfer) with :class:`RetryPolicy`, waiting on the cancel event.
+accel's own loops (:mod:`accel.probe` and :mod:`accel.worker`) with one
+:class:`~accel.retry.RetryState` each, waiting on the cancel event.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from . import __version__
 from .exceptions import InsecureRedirectError, UsageError
+from .retry import RetryPolicy
+from .version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -30,59 +29,25 @@ SENSITIVE_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently to retry. Immutable; share it freely.
+def urllib3_retry(policy: RetryPolicy) -> Retry:
+    """The urllib3 share of retrying: quick reconnects and redirects, nothing that sleeps.
 
-    ``attempts`` counts consecutive failures of one range without progress; any progress
-    resets the count. Delays grow as ``backoff * 2**n`` up to ``backoff_max``, with up to
-    ``jitter`` (a fraction) of random spread; a server's ``Retry-After`` wins, up to
-    ``retry_after_cap`` seconds.
+    urllib3 sleeps cannot be interrupted, so backoff, ``Retry-After`` and retryable
+    statuses are left to accel's own loops, which wait on the cancel event, lower the
+    connection count after 429/503, and count attempts in one place.
     """
-
-    attempts: int = 5
-    backoff: float = 0.5
-    backoff_max: float = 20.0
-    jitter: float = 0.5
-    retry_after_cap: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 0:
-            raise UsageError("attempts must be >= 0")
-        if self.backoff < 0 or self.backoff_max < 0 or not 0 <= self.jitter <= 1:
-            raise UsageError("backoff values must be >= 0 and jitter within [0, 1]")
-
-    def delay(
-        self,
-        failures: int,
-        retry_after: Optional[float] = None,
-        rng: Callable[[], float] = random.random,
-    ) -> float:
-        """Seconds to wait before attempt number ``failures + 1``."""
-        if retry_after is not None:
-            return min(max(0.0, retry_after), self.retry_after_cap)
-        base = min(self.backoff_max, self.backoff * (2 ** max(0, failures - 1)))
-        return base * (1 - self.jitter * rng())
-
-    def urllib3_retry(self) -> Retry:
-        """The urllib3 share of retrying: quick reconnects and redirects, nothing that sleeps.
-
-        urllib3 sleeps cannot be interrupted, so backoff, ``Retry-After`` and retryable
-        statuses are left to accel's own loops, which wait on the cancel event, lower the
-        connection count after 429/503, and count attempts in one place.
-        """
-        return Retry(
-            total=None,
-            connect=min(self.attempts, 2),
-            read=0,
-            redirect=20,
-            status=0,
-            other=0,
-            allowed_methods=None,
-            backoff_factor=0,
-            raise_on_status=False,
-            raise_on_redirect=False,
-        )
+    return Retry(
+        total=None,
+        connect=min(policy.attempts, 2),
+        read=0,
+        redirect=20,
+        status=0,
+        other=0,
+        allowed_methods=None,
+        backoff_factor=0,
+        raise_on_status=False,
+        raise_on_redirect=False,
+    )
 
 
 def redact(url: str) -> str:
@@ -170,7 +135,7 @@ def new_session(
     *,
     headers: Optional[Mapping[str, str]] = None,
     verify: Union[bool, str] = True,
-    retry: RetryPolicy = RetryPolicy(),
+    retry: Optional[RetryPolicy] = None,
     trusted_origin: Optional[str] = None,
 ) -> requests.Session:
     """A session for one worker thread: keep-alive, identity encoding, retries.
@@ -178,7 +143,8 @@ def new_session(
     Credential headers among ``headers`` go only to ``trusted_origin`` (a URL).
     """
     session = Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=retry.urllib3_retry())
+    retries = urllib3_retry(retry or RetryPolicy())
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=retries)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = USER_AGENT

@@ -7,8 +7,7 @@ import hmac
 import os
 from typing import Tuple
 
-from .exceptions import UsageError
-from .storage import local_error
+from .exceptions import UsageError, local_error
 
 _BLOCK = 4 * 1024 * 1024
 

@@ -9,7 +9,7 @@ from typing import List
 import pytest
 
 import accel
-from accel.transport import RetryPolicy, new_session, origin
+from accel.transport import RetryPolicy, new_session, origin, urllib3_retry
 from tests.server import FaultServer, make_data
 
 # --- RetryPolicy ------------------------------------------------------------------------
@@ -193,7 +193,7 @@ def test_accept_encoding_is_identity(server: FaultServer, passed: str) -> None:
 
 def test_urllib3_never_sleeps_or_retries_statuses(server: FaultServer) -> None:
     """urllib3 hands every 503 straight back (accel's own loop waits, cancellably)."""
-    retry = RetryPolicy(attempts=5, backoff=10.0).urllib3_retry()
+    retry = urllib3_retry(RetryPolicy(attempts=5, backoff=10.0))
     assert retry.status == 0 and retry.backoff_factor == 0 and retry.connect <= 2
     server.add_file("/f", DATA)
     server.faults.status_times = 100

@@ -1,0 +1,179 @@
+"""The first request of an attempt: learn the remote file and start its first range.
+
+:func:`probe` returns a :class:`Probe` that owns the open response, the session it came on
+and the host slot it holds. The transfer takes them over explicitly (:meth:`Probe.take`), so
+the probe's connection serves the first segment; whatever is not taken is closed by
+:meth:`Probe.close`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional, Tuple
+
+import requests
+
+from .context import Context, Restart
+from .exceptions import CancelledError, RemoteProtocolError
+from .fetch import get, raise_for_status, range_headers
+from .limits import SlotLease
+from .remote import (
+    BadResponse,
+    RangesUnsupported,
+    RemoteChanged,
+    RemoteFile,
+    Retryable,
+    TotalMismatch,
+    Validators,
+    check_partial,
+    content_length,
+    describe,
+    unsatisfied_total,
+    validators_of,
+)
+from .retry import RetryState
+from .sources import slot_key
+
+log = logging.getLogger(__name__)
+
+
+class Probe:
+    """The remote file as the first response describes it, and what that response holds.
+
+    ``response`` is positioned at the requested start (None when the range was
+    unsatisfiable because the file is complete or empty).
+    """
+
+    def __init__(
+        self,
+        remote: RemoteFile,
+        response: Optional[requests.Response],
+        session: requests.Session,
+        lease: Optional[SlotLease],
+    ) -> None:
+        self.remote = remote
+        self.response = response
+        self.session = session
+        self.lease = lease
+        self._owned = True
+
+    def take(self) -> Tuple[Optional[requests.Response], requests.Session, Optional[SlotLease]]:
+        """Hand the response, session and slot over to the caller, who closes them."""
+        if not self._owned:
+            raise RuntimeError("the probe was already taken or closed")
+        self._owned = False
+        return self.response, self.session, self.lease
+
+    def close(self) -> None:
+        """Close whatever was not taken (idempotent)."""
+        if not self._owned:
+            return
+        self._owned = False
+        if self.response is not None:
+            self.response.close()
+        self.session.close()
+        if self.lease is not None:
+            self.lease.release()
+
+    def __enter__(self) -> Probe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def probe(
+    ctx: Context,
+    start: int,
+    end: Optional[int],
+    known: Optional[Validators],
+    *,
+    plain: bool = False,
+) -> Probe:
+    """Ask for ``bytes=start-end`` of the download's URL (the whole file when ``plain``).
+
+    Waits for a host slot, retries transient failures under the download's retry policy,
+    and falls back to a plain GET when the server ignores ranges. ``known`` are the
+    validators of an earlier run: a different file raises :class:`Restart`.
+    """
+    lease = None
+    slots = ctx.options.host_slots
+    if slots is not None:
+        lease = slots.wait_lease(slot_key(ctx.url), ctx.cancel)
+        if lease is None:
+            raise CancelledError("cancelled")
+    session = ctx.new_session()
+    try:
+        retry = RetryState(ctx.options.retry)
+        while True:
+            try:
+                remote, resp = _ask(ctx, session, start, end, known, plain=plain)
+                return Probe(remote, resp, session, lease)
+            except Retryable as exc:
+                retry = retry.increment(exc)
+                if retry.exhausted():
+                    raise retry.give_up(exc, ctx.shown_url) from None
+                log.info("probe failed (%s); retrying in %.1fs", exc, retry.delay)
+            except RangesUnsupported as exc:
+                if plain:
+                    raise RemoteProtocolError(str(exc)) from None
+                log.info("%s; downloading as one stream", exc)
+                plain = True
+                continue
+            if ctx.cancel.wait(retry.delay):
+                raise CancelledError("cancelled")
+    except BaseException:
+        session.close()
+        if lease is not None:
+            lease.release()
+        raise
+
+
+def _ask(
+    ctx: Context,
+    session: requests.Session,
+    start: int,
+    end: Optional[int],
+    known: Optional[Validators],
+    *,
+    plain: bool,
+) -> Tuple[RemoteFile, Optional[requests.Response]]:
+    """One try of the first request."""
+    headers = {} if plain else range_headers(start, end, known)
+    resp = get(session, ctx.url, headers, ctx.timeouts)
+    try:
+        status = resp.status_code
+        if status == 416:
+            total = unsatisfied_total(resp.headers.get("Content-Range"))
+            seen = validators_of(resp.headers, total)
+            if known is not None:
+                if total != known.size or not known.same_version(seen):
+                    raise Restart("the remote file changed (range not satisfiable)")
+                if start < total:
+                    # A range inside the file cannot be unsatisfiable: a broken answer.
+                    raise BadResponse(f"416 for bytes {start}- of a {total}-byte file")
+                resp.close()
+                return describe(resp.url, resp.headers, total, ranges=True), None
+            if total == 0:
+                resp.close()
+                return describe(resp.url, resp.headers, 0, ranges=True), None
+            raise RangesUnsupported("the server refused the range request")
+        raise_for_status(resp)
+        if status == 200:
+            if known is not None:
+                raise Restart("the server sent the whole file: it changed or cannot resume")
+            size = content_length(resp.headers)
+            if resp.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                size = None
+            return describe(resp.url, resp.headers, size, ranges=False), resp
+        if status != 206 or plain:
+            raise BadResponse(f"unexpected status {status} for a range request")
+        try:
+            total = check_partial(status, resp.headers, start, end, known)
+        except (RemoteChanged, TotalMismatch) as exc:
+            # Resuming, a total other than the record's means the record cannot be used.
+            raise Restart(f"the remote file changed ({exc})") from None
+        return describe(resp.url, resp.headers, total, ranges=True), resp
+    except BaseException:
+        resp.close()
+        raise

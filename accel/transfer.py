@@ -1,0 +1,276 @@
+"""One attempt's transfer: start the workers, then watch them from the calling thread.
+
+The calling thread is the only one that delivers events, reports progress and saves the
+sidecar; workers only fetch and write. The loop ends when every byte is written, on the
+first error, or on cancel; then the workers wind down and the state is saved.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import requests
+
+from . import events as ev
+from .commit import Committer
+from .context import Context, Restart
+from .exceptions import AccelError, CancelledError
+from .fetch import interrupt
+from .limits import SlotLease
+from .planner import Segment
+from .remote import RangesUnsupported, RemoteChanged, RemoteFile, parse_content_range
+from .scheduler import Scheduler
+from .sources import Source, SourcePool
+from .storage import PartFile
+from .worker import TICK, Message, Worker
+
+log = logging.getLogger(__name__)
+
+#: Seconds the run thread waits for workers to wind down after cancel or error.
+STOP_GRACE = 1.0
+
+
+class Transfer:
+    """The worker pool of one attempt over ``part`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        part: PartFile,
+        segments: List[Segment],
+        remote: RemoteFile,
+        side: Optional[Path],
+        *,
+        ranged: bool,
+        mirrors: Sequence[Source] = (),
+    ) -> None:
+        self.ctx = ctx
+        self.part = part
+        self.remote = remote
+        self.ranged = ranged
+        opts = ctx.options
+        self.pool = SourcePool(
+            [Source(remote.url, ctx.url, remote.validators), *mirrors], opts.host_slots
+        )
+        self.scheduler = Scheduler(
+            segments,
+            self.pool,
+            connections=opts.connections,
+            min_split=opts.min_split,
+            ranged=ranged,
+            until_eof=remote.size is None,
+            hedge_after=opts.hedge_after,
+        )
+        self.stop = threading.Event()
+        self.messages: queue.Queue[Message] = queue.Queue()
+        self.committer = Committer(
+            side,
+            part,
+            ctx.shown_url,
+            remote,
+            self.scheduler.rows,
+            lambda exc: self.messages.put(("error", exc)),
+        )
+        self.workers: List[threading.Thread] = []
+        self.reported = self.scheduler.written()
+        self._rate_sample: Tuple[float, int] = (time.monotonic(), self.reported)
+        self.rate = 0.0
+        self._released = False
+
+    def run(
+        self,
+        first: Optional[requests.Response],
+        session: requests.Session,
+        lease: Optional[SlotLease],
+    ) -> int:
+        """Fetch every segment; return the final size. Raises on failure or cancel.
+
+        ``first`` is the probe's open response (continued by the first worker on the probe's
+        ``session``, holding its host slot ``lease``); the transfer owns all three now.
+        """
+        self.committer.resume()
+        self.committer.commit()
+        self._start_workers(first, session, lease)
+        try:
+            error = self._loop()
+        except BaseException:  # KeyboardInterrupt in the caller's thread: stop, keep state
+            self._wind_down()
+            self.committer.commit()
+            raise
+        self._wind_down()
+        self._drain()
+        self._publish()
+        if error is None and self.ctx.cancel.is_set() and not self.scheduler.all_done():
+            self.committer.commit()
+            raise CancelledError("download cancelled; run again to resume")
+        if error is not None:
+            if isinstance(error, RemoteChanged):
+                raise Restart(f"the remote file changed ({error})") from None
+            if isinstance(error, RangesUnsupported):
+                raise Restart(f"{error}", single_stream=True) from None
+            self.committer.commit()
+            if isinstance(error, AccelError):
+                raise error
+            raise AccelError(f"internal error: {error!r}") from error
+        return self.scheduler.final_size()
+
+    def _start_workers(
+        self,
+        first: Optional[requests.Response],
+        session: requests.Session,
+        lease: Optional[SlotLease],
+    ) -> None:
+        claim = None
+        if first is not None:
+            claim = self.scheduler.first_claim(_response_start(first), lease)
+        if claim is None:  # nothing to continue: let go of what the probe held
+            if first is not None:
+                first.close()
+            if lease is not None:
+                lease.release()
+            session.close()
+        if not self.scheduler.has_work() and claim is None:
+            count = 0
+        elif not self.ranged:
+            count = 1
+        else:
+            count = self.ctx.options.connections  # spare workers steal from the others
+        worker = Worker(
+            self.ctx, self.scheduler, self.pool, self.part.fd, self.remote, self.stop, self.messages
+        )
+        for i in range(count):
+            if i == 0 and claim is not None and first is not None:
+                # The probe's connection continues with the first segment.
+                args: tuple = ((claim, first), session)
+            else:
+                args = ()
+            t = threading.Thread(
+                target=worker.run, args=args, name=f"accel-worker-{i}", daemon=True
+            )
+            self.workers.append(t)
+            t.start()
+
+    def _loop(self) -> Optional[BaseException]:
+        """Deliver events, report progress, commit and watch until done, cancelled or failed."""
+        alive = len(self.workers)
+        error: Optional[BaseException] = None
+        opts = self.ctx.options
+        last_commit = last_sync = time.monotonic()
+        while True:
+            try:
+                kind, payload = self.messages.get(timeout=TICK)
+            except queue.Empty:
+                kind, payload = "", None
+            while kind:
+                if kind == "error" and error is None:
+                    error = payload
+                elif kind == "exit":
+                    alive -= 1
+                elif kind == "event":
+                    self.ctx.emit(payload)
+                try:
+                    kind, payload = self.messages.get_nowait()
+                except queue.Empty:
+                    kind = ""
+            self._publish()
+            if error is not None or self.ctx.cancel.is_set() or self.scheduler.all_done():
+                return error
+            if alive <= 0:
+                return AccelError("internal error: all workers stopped before the end")
+            now = time.monotonic()
+            if now - last_commit >= opts.commit_interval:
+                self.committer.commit()
+                last_commit = now
+            if now - last_sync >= opts.sync_interval:
+                self.committer.start_sync()
+                last_sync = now
+            self._watchdog(now)
+
+    def _wind_down(self) -> None:
+        self.stop.set()
+        self.scheduler.close()
+        for claim in self.scheduler.live():
+            interrupt(claim.response)
+        deadline = time.monotonic() + STOP_GRACE
+        for t in self.workers:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                kind, payload = self.messages.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "event":
+                self.ctx.emit(payload)
+
+    def _publish(self) -> None:
+        total = self.scheduler.written()
+        delta = total - self.reported
+        self.reported = total
+        now = time.monotonic()
+        t0, b0 = self._rate_sample
+        if now - t0 >= 0.5:
+            self.rate = (total - b0) / (now - t0)
+            self._rate_sample = (now, total)
+        self.ctx.report(delta)
+
+    def _watchdog(self, now: float) -> None:
+        limit = self.ctx.options.low_speed_limit
+        if not limit:
+            return
+        window = self.ctx.options.low_speed_time
+        for claim in self.scheduler.live():
+            if claim.response is None or now - claim.started < window:
+                continue
+            if claim.rate(now) < limit:
+                log.info(
+                    "connection for bytes %d-%d below %d B/s; reconnecting",
+                    claim.pos,
+                    claim.seg.end,
+                    limit,
+                )
+                claim.started, claim.base = now, claim.pos
+                interrupt(claim.response)
+
+    def commit(self) -> None:
+        """Save the sidecar now."""
+        self.committer.commit()
+
+    def release(self) -> None:
+        """Close the part file once no thread can write to it any more."""
+        if self._released:
+            return
+        self._released = True
+        syncer = self.committer.syncer
+        threads = [*self.workers, *([syncer] if syncer else [])]
+        if all(not t.is_alive() for t in threads):
+            self.part.close()
+            return
+
+        def reap() -> None:  # a worker stuck in a read: close the file when it is gone
+            for t in threads:
+                t.join()
+            self.part.close()
+
+        threading.Thread(target=reap, name="accel-reaper", daemon=True).start()
+
+    def snapshot(self) -> ev.Progress:
+        """Progress for :meth:`accel.Downloader.progress`."""
+        total = self.remote.size
+        written, live, cells = self.scheduler.snapshot(total)
+        rate = self.rate
+        eta = (total - written) / rate if total is not None and rate > 0 else None
+        return ev.Progress(written, total, rate, eta, live, cells)
+
+
+def _response_start(resp: requests.Response) -> int:
+    if resp.status_code == 200:
+        return 0
+    parsed = parse_content_range(resp.headers.get("Content-Range"))
+    return parsed[0] if parsed else -1

@@ -39,8 +39,9 @@ from .exceptions import (
     UsageError,
     VerificationError,
 )
+from .limits import HostSlots, RateLimiter
 from .options import Options
-from .transport import RetryPolicy
+from .retry import RetryPolicy
 from .version import __version__
 
 # A library logs but never prints: without configuration, its records go nowhere.
@@ -62,6 +63,7 @@ __all__ = [
     "Failed",
     "FileTooLargeError",
     "HTTPError",
+    "HostSlots",
     "InsecureRedirectError",
     "InsufficientSpaceError",
     "LocalFileError",
@@ -70,6 +72,7 @@ __all__ = [
     "Options",
     "OutputExistsError",
     "Progress",
+    "RateLimiter",
     "RemoteChangedError",
     "RemoteProtocolError",
     "Restarted",

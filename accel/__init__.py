@@ -17,6 +17,7 @@ from .events import (
     Completed,
     Event,
     Failed,
+    ManagerProgress,
     Progress,
     Restarted,
     Retrying,
@@ -40,6 +41,7 @@ from .exceptions import (
     VerificationError,
 )
 from .limits import HostSlots, RateLimiter
+from .manager import Manager
 from .options import Options
 from .retry import RetryPolicy
 from .version import __version__
@@ -48,7 +50,7 @@ from .version import __version__
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
-def download(url: str, output: Union[str, os.PathLike, None] = None, **options: Any) -> Path:
+def download(url: str, output: Union[str, os.PathLike[str], None] = None, **options: Any) -> Path:
     """Download ``url`` (see :class:`Downloader` for the options); return the file's path."""
     return Downloader(url, output, **options).run()
 
@@ -68,6 +70,8 @@ __all__ = [
     "InsufficientSpaceError",
     "LocalFileError",
     "LockedError",
+    "Manager",
+    "ManagerProgress",
     "NetworkError",
     "Options",
     "OutputExistsError",

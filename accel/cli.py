@@ -33,10 +33,11 @@ from .exceptions import (
     UsageError,
     VerificationError,
 )
-from .limits import HostSlots, RateLimiter, parse_rate
-from .options import MAX_CONNECTIONS, Options, normalize_headers
+from .limits import parse_rate
+from .manager import Manager
+from .options import MAX_CONNECTIONS, Options
 from .progress import Reporter, TotalBar
-from .transport import RetryPolicy, check_url
+from .transport import check_url
 from .verify import parse_checksum
 from .version import __version__
 
@@ -76,6 +77,9 @@ exit codes:
 
 config file: {config_path()} (or $ACCEL_CONFIG), lines of 'option = value'
 """
+
+#: The library's defaults are the command line's (one place: accel.Options).
+DEFAULTS = Options()
 
 #: Seconds to wait for downloads to save their state after Ctrl-C before exiting anyway.
 SIGNAL_GRACE = 1.8
@@ -189,9 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-n",
         "--connections",
         type=_type(_int_in(1, MAX_CONNECTIONS), "connection count"),
-        default=8,
+        default=DEFAULTS.connections,
         metavar="N",
-        help=f"parallel connections per file, 1..{MAX_CONNECTIONS} (default: 8)",
+        help=f"parallel connections per file, 1..{MAX_CONNECTIONS} "
+        f"(default: {DEFAULTS.connections})",
     )
     g.add_argument(
         "-j",
@@ -210,16 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--timeout",
         type=_type(_positive, "timeout"),
-        default=30.0,
+        default=DEFAULTS.timeout,
         metavar="SECONDS",
-        help="read timeout per connection (default: 30)",
+        help=f"read timeout per connection (default: {DEFAULTS.timeout:g})",
     )
     g.add_argument(
         "--retries",
         type=_type(_int_in(0, 1000), "retry count"),
-        default=5,
+        default=DEFAULTS.retry.attempts,
         metavar="N",
-        help="retries of a failing range before giving up (default: 5)",
+        help=f"retries of a failing range before giving up (default: {DEFAULTS.retry.attempts})",
     )
     g.add_argument(
         "--max-per-host",
@@ -372,57 +377,58 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stderr.write("accel: warning: TLS certificate verification is disabled (--insecure)\n")
         # Said once here; urllib3 would repeat it for every request.
         warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
-    return _Runner(args, jobs, sys.stderr).run()
+    try:
+        runner = _Runner(args, jobs, sys.stderr)
+    except UsageError as exc:
+        sys.stderr.write(f"accel: error: {exc}\n")
+        return EXIT_USAGE
+    return runner.run()
 
 
 class _Runner:
-    """Runs the jobs, ``-j`` at a time, drawing progress from the main thread only."""
+    """Feeds the jobs to a :class:`~accel.Manager`, ``-j`` at a time, and draws progress
+    from the main thread only."""
 
     def __init__(self, args: Any, jobs: List[Job], stream: TextIO) -> None:
         self.args = args
         self.jobs = jobs
         self.stream = stream
         self.tty = stream.isatty()
-        self.messages: queue.Queue = queue.Queue()
-        self.limiter = RateLimiter(args.limit_rate) if args.limit_rate else None
-        self.slots = HostSlots(args.max_per_host) if args.max_per_host else None
+        self.messages: queue.Queue[Tuple[int, str, Any]] = queue.Queue()
         self.active: Dict[int, Tuple[Downloader, Reporter]] = {}
         self.stopping = False
         headers = list(args.header)
         if args.user_agent:
             headers.append(("User-Agent", args.user_agent))
-        self.headers = dict(headers) if headers else None
-        self.verify: Any = False if args.insecure else (args.ca_bundle or True)
+        self.manager = Manager(
+            jobs=args.jobs,
+            directory=args.dir,
+            max_per_host=args.max_per_host,
+            connections=args.connections,
+            headers=headers,
+            timeout=args.timeout,
+            retries=args.retries,
+            force=args.force,
+            verify=False if args.insecure else (args.ca_bundle or True),
+            checksum=args.checksum,
+            limit_rate=args.limit_rate,
+            max_filesize=args.max_filesize,
+            fsync=args.fsync,
+        )
         self.total: Optional[TotalBar] = None
 
     def _cancel_all(self) -> None:
         self.stopping = True
-        for downloader, _ in list(self.active.values()):
-            downloader.cancel()
+        self.manager.cancel()
 
     def _start(self, index: int, job: Job) -> Optional[int]:
         """Start job ``index``; return an exit code right away if it cannot even start."""
         put = self.messages.put
         try:
-            options = Options(
-                connections=self.args.connections,
-                headers=normalize_headers(self.headers),
-                timeout=self.args.timeout,
-                retry=RetryPolicy(attempts=self.args.retries),
-                force=self.args.force,
-                verify=self.verify,
-                checksum=self.args.checksum,
-                limit_rate=self.limiter,
-                host_slots=self.slots,
-                mirrors=tuple(job.mirrors),
-                max_filesize=self.args.max_filesize,
-                fsync=self.args.fsync,
-            )
-            downloader = Downloader(
+            downloader = self.manager.add(
                 job.url,
                 self.args.output,
-                directory=self.args.dir,
-                options=options,
+                mirrors=job.mirrors,
                 on_event=lambda e: put((index, "event", e)),
                 on_progress=lambda n: put((index, "progress", n)),
             )
@@ -436,7 +442,6 @@ class _Runner:
             position=len(self.active) + (1 if self.total else 0),
         )
         self.active[index] = (downloader, reporter)
-        downloader.start()
         return None
 
     def _failed(self, job: Job, exc: BaseException) -> int:
@@ -484,6 +489,7 @@ class _Runner:
                         self.total.job_done()
         if self.total is not None:
             self.total.close()
+        self.manager.close(wait=signals.signum is None)
         if signals.signum is not None:
             return EXIT_SIGTERM if signals.signum == signal.SIGTERM else EXIT_SIGINT
         return first_failure

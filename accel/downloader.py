@@ -12,37 +12,35 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, List, Optional, Union
 
 import requests
 
 from . import events as ev
 from . import state
+from .complete import Completion
 from .context import Context, Restart
 from .exceptions import (
     AccelError,
     CancelledError,
     FileTooLargeError,
     LocalFileError,
-    OutputExistsError,
     RemoteChangedError,
-    VerificationError,
     local_error,
 )
 from .fetch import CHUNK, first_byte
+from .future import DownloadFuture, Listener
 from .names import name_from_url
 from .options import Options, resolve
 from .planner import Segment, fresh_plan, resume_plan
 from .probe import Probe, probe
 from .remote import RemoteFile, Validators, http_date_to_timestamp
 from .sources import usable_mirrors
-from .storage import FileLock, PartFile, check_free_space, finalize, has_holes
+from .storage import FileLock, PartFile, check_free_space, finalize
 from .transfer import Transfer
-from .transport import check_url, new_session, redact
+from .transport import SessionPool, check_url, new_session, origin, redact
 from .units import human_size
-from .verify import file_digest, matches
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +55,7 @@ class _Renamed(Exception):
     """The server named the file: try again under that name (not a restart)."""
 
 
-class Downloader:
+class Downloader(DownloadFuture):
     """Download one URL with parallel ranged requests into a file, resumably.
 
     ``output`` is the file to create (a directory means "inside it"); by default the name
@@ -67,40 +65,60 @@ class Downloader:
     ``options``. :meth:`run` blocks and returns the final path, raising
     :class:`accel.AccelError` subclasses; :meth:`cancel` may be called from any thread.
     A cancelled download resumes with a new :class:`Downloader` for the same file.
+    ``listener`` and ``session_pool`` are set by :class:`accel.Manager` for its downloads.
     """
+
+    __slots__ = (
+        "_completion",
+        "_ctx",
+        "_directory",
+        "_last",
+        "_name",
+        "_on_event",
+        "_on_progress",
+        "_output",
+        "_session_factory",
+        "_sessions",
+        "_transfer",
+        "options",
+        "path",
+        "url",
+    )
 
     def __init__(
         self,
         url: str,
-        output: Union[str, os.PathLike, None] = None,
+        output: Union[str, os.PathLike[str], None] = None,
         *,
-        directory: Union[str, os.PathLike, None] = None,
+        directory: Union[str, os.PathLike[str], None] = None,
         options: Optional[Options] = None,
         session_factory: Optional[SessionFactory] = None,
         on_progress: Optional[Callable[[int], Any]] = None,
         on_event: Optional[Callable[[ev.Event], Any]] = None,
+        listener: Optional[Listener] = None,
+        session_pool: Optional[SessionPool] = None,
         **settings: Any,
     ) -> None:
         self.url = check_url(url)
         self.options = resolve(options, **settings)
         self._output = Path(output) if output is not None else None
-        self._directory = Path(directory) if directory is not None else None
+        self._directory = (
+            directory if isinstance(directory, Path) or directory is None else Path(directory)
+        )
         self._session_factory = session_factory
         self._on_progress = on_progress
         self._on_event = on_event
-        self._cancel = threading.Event()
+        super().__init__(listener)
+        self._ctx: Optional[Context] = None
+        self._completion: Optional[Completion] = None
         self._transfer: Optional[Transfer] = None
+        self._last: Optional[ev.Progress] = None
         self._name: Optional[str] = None
-        self._thread: Optional[threading.Thread] = None
-        self._hashed: Dict[Path, bool] = {}  # files already compared with the checksum
-        self._finished = threading.Event()
-        self._result: Optional[Path] = None
-        self._error: Optional[BaseException] = None
-        self._ctx = Context(
-            self.url, self.options, self._new_session, self._cancel, self._emit, self._report
-        )
+        self._sessions = session_pool
         #: The final path once the download is complete.
         self.path: Optional[Path] = None
+        if listener is not None:  # hand the Manager what it may do with this download
+            listener.admit(self, self._launch, self._abandon)
 
     # -- public API -------------------------------------------------------------------------
 
@@ -116,77 +134,15 @@ class Downloader:
             raise
         return path
 
-    def start(self) -> Downloader:
-        """Run the download in a background thread and return at once.
-
-        Callbacks then run on that thread. Use :meth:`wait`, :attr:`done`,
-        :meth:`result` and :meth:`exception` to follow it.
-        """
-        if self._thread is not None:
-            raise RuntimeError("this Downloader was already started")
-        self._thread = threading.Thread(target=self._background, name="accel-download", daemon=True)
-        self._thread.start()
-        return self
-
-    def _background(self) -> None:
-        try:
-            self._result = self.run()
-        except BaseException as exc:  # handed to result()
-            self._error = exc
-        finally:
-            self._finished.set()
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
-        """Block until a started download ends (or ``timeout``); return whether it ended."""
-        if self._thread is None:
-            raise RuntimeError("call start() first")
-        return self._finished.wait(timeout)
-
-    @property
-    def done(self) -> bool:
-        """Whether a started download has ended (successfully or not)."""
-        return self._finished.is_set()
-
-    def result(self, timeout: Optional[float] = None) -> Path:
-        """The final path of a started download; re-raises its error. Waits up to ``timeout``."""
-        error = self.exception(timeout)
-        if error is not None:
-            raise error
-        assert self._result is not None
-        return self._result
-
-    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
-        """The error a started download ended with (None on success). Waits up to ``timeout``.
-
-        Raises :class:`TimeoutError` if it is still running then, as
-        :meth:`concurrent.futures.Future.exception` does.
-        """
-        if not self.wait(timeout):
-            raise TimeoutError("the download is still running")
-        return self._error
-
-    def cancel(self) -> None:
-        """Stop as soon as possible (any thread); what is written is recorded for a resume."""
-        self._cancel.set()
-
-    def __enter__(self) -> Downloader:
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
-            self.cancel()
-        if self._thread is not None:
-            self._finished.wait()
-
-    @property
-    def cancelled(self) -> bool:
-        """Whether :meth:`cancel` was called."""
-        return self._cancel.is_set()
-
     def progress(self) -> Optional[ev.Progress]:
         """A snapshot of the running transfer, or None before it starts."""
         transfer = self._transfer
-        return transfer.snapshot() if transfer else None
+        return transfer.snapshot() if transfer else self._last
+
+    def _settle(self) -> None:
+        transfer, self._transfer = self._transfer, None
+        if transfer is not None:  # a finished download keeps its numbers, not its engine
+            self._last = transfer.snapshot()
 
     def __repr__(self) -> str:
         state_ = "done" if self.done else ("running" if self._thread else "new")
@@ -195,6 +151,8 @@ class Downloader:
     # -- internals --------------------------------------------------------------------------
 
     def _emit(self, event: ev.Event) -> None:
+        if self._listener is not None:
+            self._listener.on_event(self, event)
         if self._on_event is None:
             return
         try:
@@ -203,7 +161,11 @@ class Downloader:
             log.exception("on_event callback failed for %r", event)
 
     def _report(self, delta: int) -> None:
-        if self._on_progress is None or not delta:
+        if not delta:
+            return
+        if self._listener is not None:
+            self._listener.on_bytes(delta)
+        if self._on_progress is None:
             return
         try:
             self._on_progress(delta)
@@ -211,15 +173,38 @@ class Downloader:
             log.exception("on_progress callback failed")
 
     def _new_session(self) -> requests.Session:
-        """A fresh session configured for this download (one per worker thread)."""
+        """A session configured for this download (one per worker thread).
+
+        In a Manager, sessions are shared with its other downloads of the same settings and
+        origin: a closed session goes back to the pool with its connection open.
+        """
         if self._session_factory is not None:
             return self._session_factory()
+        if self._sessions is not None:
+            opts = self.options
+            key = (opts.headers, opts.verify, opts.retry, origin(self.url))
+            return self._sessions.get(key, self._make_session)
+        return self._make_session()
+
+    def _make_session(self) -> requests.Session:
         return new_session(
             headers=dict(self.options.headers),
             verify=self.options.verify,
             retry=self.options.retry,
             trusted_origin=self.url,
         )
+
+    def _context(self) -> Context:
+        if self._ctx is None:
+            self._ctx = Context(
+                self.url,
+                self.options,
+                self._new_session,
+                self._cancel_event(),
+                self._emit,
+                self._report,
+            )
+        return self._ctx
 
     def _target(self) -> Path:
         """The output path, as far as it is known before the probe."""
@@ -240,24 +225,17 @@ class Downloader:
         self.path = dest
         return dest
 
-    def _has_checksum(self, dest: Path) -> bool:
-        """Whether ``dest`` is a regular file with the expected checksum (hashed once)."""
-        checksum = self.options.checksum
-        if checksum is None or not dest.is_file() or dest.is_symlink():
-            return False
-        if dest not in self._hashed:
-            assert isinstance(checksum, tuple)
-            self._hashed[dest] = matches(dest, checksum)
-        return self._hashed[dest]
-
     def _run(self) -> Path:
-        if self.options.checksum and not self.options.force and self._has_checksum(self._target()):
+        checksum = self.options.checksum
+        assert checksum is None or isinstance(checksum, tuple)
+        self._completion = completion = Completion(checksum, force=self.options.force)
+        if checksum and not self.options.force and completion.has_checksum(self._target()):
             return self._complete_already(self._target())
         restarts = 0
         discard = False
         single_stream = False
         while True:
-            if self._cancel.is_set():
+            if self._cancel_event().is_set():
                 raise CancelledError("cancelled")
             try:
                 return self._attempt(discard=discard, single_stream=single_stream)
@@ -303,12 +281,13 @@ class Downloader:
                 known = Validators(record.size, record.etag, record.last_modified)
                 pending = [s for s in segments if not s.done]
                 start, end = (pending[0].start, pending[0].end) if pending else (record.size, None)
-                first = stack.enter_context(probe(self._ctx, start, end, known))
+                first = stack.enter_context(probe(self._context(), start, end, known))
             else:
                 # A bounded first range: it tells the size and starts the first segment
                 # without making the server push more than the first segment needs.
                 end = max(self.options.min_split, CHUNK) - 1
-                first = stack.enter_context(probe(self._ctx, 0, end, None, plain=single_stream))
+                ctx = self._context()
+                first = stack.enter_context(probe(ctx, 0, end, None, plain=single_stream))
             remote = first.remote
             renamed = remote.filename and remote.filename != dest.name
             if self._output is None and self._name is None and renamed:
@@ -319,10 +298,8 @@ class Downloader:
                 # 416 for a fully written file whose validators match: complete.
                 part_file = PartFile.open_existing(part)
                 return self._finish(part_file, part, side, dest, remote, record.size)
-            if record is None:
-                done = self._already_complete(dest, remote)
-                if done is not None:
-                    return done
+            if record is None and completion_of(self).existing(dest, remote):
+                return self._complete_already(dest)
             return self._transfer_all(first, dest, part, side, record, segments)
 
     def _load_record(self, side: Path) -> Optional[state.Record]:
@@ -349,34 +326,6 @@ class Downloader:
             return None
         return record
 
-    def _already_complete(self, dest: Path, remote: RemoteFile) -> Optional[Path]:
-        """Handle an existing ``dest``: return it when it already matches the remote file."""
-        try:
-            st = os.lstat(dest)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise LocalFileError(f"cannot inspect {dest}: {exc.strerror}") from exc
-        if self.options.force:
-            return None  # replace it, even if it looks complete
-        if self.options.checksum:
-            if self._has_checksum(dest):
-                return self._complete_already(dest)
-            raise OutputExistsError(
-                f"{dest} already exists and does not match the checksum; use --force to replace it"
-            )
-        mtime = http_date_to_timestamp(remote.validators.last_modified)
-        if (
-            remote.size is not None
-            and st.st_size == remote.size
-            and mtime is not None
-            and int(st.st_mtime) == int(mtime)
-            and not os.path.islink(dest)
-            and not has_holes(dest)  # a power loss right after a download leaves holes
-        ):
-            return self._complete_already(dest)
-        raise OutputExistsError(f"{dest} already exists; use --force to replace it")
-
     def _transfer_all(
         self,
         first: Probe,
@@ -401,7 +350,7 @@ class Downloader:
         if self.options.mirrors and not ranged:
             log.warning("the server does not serve ranges: mirrors are not used")
         elif self.options.mirrors:
-            timeouts = self._ctx.timeouts
+            timeouts = self._context().timeouts
             mirrors = usable_mirrors(
                 remote,
                 self.url,
@@ -428,7 +377,7 @@ class Downloader:
         if not resumable and size:
             log.info("this download cannot be resumed if interrupted (no ranges or no validator)")
         transfer = Transfer(
-            self._ctx,
+            self._context(),
             part,
             segments,
             remote,
@@ -474,8 +423,7 @@ class Downloader:
                 transfer.release()
             else:
                 part.close()
-        if self.options.checksum:
-            self._verify(part_path, side)
+        completion_of(self).verify(part_path, side, self.url)
         mtime = http_date_to_timestamp(remote.validators.last_modified)
         finalize(part_path, dest, force=self.options.force, mtime=mtime)
         state.remove(side)
@@ -484,21 +432,11 @@ class Downloader:
         log.info("saved %s (%d bytes)", dest, size)
         return dest
 
-    def _verify(self, part_path: Path, side: Path) -> None:
-        """Check the complete ``.part`` against the expected checksum; drop it if wrong."""
-        checksum = self.options.checksum
-        assert isinstance(checksum, tuple)
-        algo, expected = checksum
-        actual = file_digest(part_path, algo)
-        if actual != expected:
-            state.remove(side)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(part_path)
-            raise VerificationError(
-                f"{algo} checksum mismatch for {redact(self.url)}: "
-                f"expected {expected}, got {actual}"
-            )
-        log.info("%s checksum verified", algo)
+
+def completion_of(download: Downloader) -> Completion:
+    """The download's completion checks (made when its run starts)."""
+    assert download._completion is not None
+    return download._completion
 
 
 __all__ = ["CHUNK", "Downloader", "check_url", "redact"]

@@ -85,3 +85,21 @@ class Progress:
     connections: int
     #: One character per cell: "#" written, ">" in flight, "." missing.
     segment_map: str = ""
+
+
+@dataclass(frozen=True)
+class ManagerProgress:
+    """A snapshot of a :class:`accel.Manager`: files by state, bytes and total rate."""
+
+    done: int
+    failed: int
+    queued: int
+    active: int
+    #: Bytes received by all downloads in this run.
+    received: int
+    rate: float
+
+    @property
+    def finished(self) -> int:
+        """Downloads that ended, successfully or not."""
+        return self.done + self.failed

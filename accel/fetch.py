@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from typing import Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import requests
 import urllib3
@@ -34,6 +34,9 @@ from .scheduler import DEFAULT_READ_MARGIN, Claim
 from .transport import RETRY_STATUSES, redact
 
 log = logging.getLogger(__name__)
+
+#: (connect, read) timeouts in seconds.
+Timeouts = Tuple[float, float]
 
 #: The size of the first request's range: the steal margin assumed for a worker whose read
 #: size is not known yet (no read is ever larger).
@@ -74,7 +77,7 @@ def request_range(
     end: Optional[int],
     validators: Optional[Validators],
     *,
-    timeout: tuple,
+    timeout: Timeouts,
 ) -> requests.Response:
     """GET ``bytes=start-end`` (``end`` None: to the end) and validate the answer.
 
@@ -104,7 +107,9 @@ def request_range(
     return resp
 
 
-def range_headers(start: int, end: Optional[int], validators: Optional[Validators]) -> dict:
+def range_headers(
+    start: int, end: Optional[int], validators: Optional[Validators]
+) -> Dict[str, str]:
     """``Range`` for ``bytes=start-end`` (open-ended when ``end`` is None), plus ``If-Range``."""
     headers = {"Range": f"bytes={start}-{'' if end is None else end}"}
     if validators is not None and validators.if_range:
@@ -113,7 +118,7 @@ def range_headers(start: int, end: Optional[int], validators: Optional[Validator
 
 
 def first_byte(
-    session: requests.Session, url: str, validators: Optional[Validators], timeout: tuple
+    session: requests.Session, url: str, validators: Optional[Validators], timeout: Timeouts
 ) -> Tuple[str, int, Validators]:
     """GET byte 0 of ``url`` to check it: (final URL, complete length, validators seen).
 
@@ -129,7 +134,7 @@ def first_byte(
 
 
 def get(
-    session: requests.Session, url: str, headers: Mapping[str, str], timeout: tuple
+    session: requests.Session, url: str, headers: Mapping[str, str], timeout: Timeouts
 ) -> requests.Response:
     """A streaming GET; transient failures (refused, reset, timeouts) become :class:`Retryable`.
 

@@ -114,7 +114,7 @@ class HostSlots:
             raise UsageError("per-host connection cap must be >= 1")
         self.per_host = per_host
         self._lock = threading.Lock()
-        self._used: Counter = Counter()
+        self._used: Counter[str] = Counter()
 
     def lease(self, host: str) -> Optional[SlotLease]:
         """A lease on a slot for ``host`` if one is free, else None."""

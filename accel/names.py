@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Optional
+from typing import Dict, Optional
 from urllib.parse import unquote, urlsplit
 
 #: Used when neither the URL nor the server suggests a usable name.
@@ -58,17 +58,17 @@ def content_disposition_name(value: Optional[str]) -> Optional[str]:
     """
     if not value:
         return None
-    params = {}
+    params: Dict[str, str] = {}
     for m in re.finditer(rf";\s*({_TOKEN})\s*=\s*({_QUOTED}|[^;]*)", ";" + value.split(";", 1)[-1]):
         key, val = m.group(1).lower(), m.group(2).strip()
         if val.startswith('"'):
             val = re.sub(r"\\(.)", r"\1", val[1:-1])
         params.setdefault(key, val)
     if "filename*" in params:
-        m = re.match(r"^([\w!#$%&+^`{}~-]+)'[^']*'(.*)$", params["filename*"])
-        if m and m.group(1).lower() in ("utf-8", "iso-8859-1"):
+        found = re.match(r"^([\w!#$%&+^`{}~-]+)'[^']*'(.*)$", params["filename*"])
+        if found and found.group(1).lower() in ("utf-8", "iso-8859-1"):
             try:
-                name = unquote(m.group(2), encoding=m.group(1).lower(), errors="strict")
+                name = unquote(found.group(2), encoding=found.group(1).lower(), errors="strict")
             except (UnicodeDecodeError, LookupError):
                 name = None
             safe = safe_name(name)

@@ -61,7 +61,8 @@ class Options:
     checksum: Optional[Union[str, Tuple[str, str]]] = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "headers", normalize_headers(self.headers))
+        headers = normalize_headers(self.headers)
+        object.__setattr__(self, "headers", headers)
         object.__setattr__(self, "mirrors", tuple(self.mirrors))
         object.__setattr__(self, "max_filesize", to_bytes(self.max_filesize, "max_filesize"))
         if isinstance(self.limit_rate, str):
@@ -92,7 +93,7 @@ class Options:
             raise UsageError(f"CA bundle {self.verify} is not a file")
         if isinstance(self.checksum, str):
             object.__setattr__(self, "checksum", parse_checksum(self.checksum))
-        for name, value in self.headers:
+        for name, value in headers:
             if not name or any(c in name for c in ":\r\n ") or "\n" in value or "\r" in value:
                 raise UsageError(f"invalid header {name!r}")
             if name.lower() in RESERVED_HEADERS:

@@ -149,7 +149,7 @@ def _ask(
             if known is not None:
                 if total != known.size or not known.same_version(seen):
                     raise Restart("the remote file changed (range not satisfiable)")
-                if start < total:
+                if total is not None and start < total:
                     # A range inside the file cannot be unsatisfiable: a broken answer.
                     raise BadResponse(f"416 for bytes {start}- of a {total}-byte file")
                 resp.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Optional, TextIO
+from typing import Any, Callable, Dict, Optional, TextIO
 
 from tqdm import tqdm
 
@@ -42,7 +42,7 @@ class Reporter:
         self.snapshot = snapshot
         self.label = label
         self.position = position
-        self._bar: Optional[tqdm] = None
+        self._bar: Optional[tqdm[Any]] = None
         self._started = time.monotonic()
         self._resumed = 0
         self._last_postfix = 0.0
@@ -120,7 +120,7 @@ class Reporter:
         self.stream.flush()
 
 
-def _width(stream: TextIO) -> dict:
+def _width(stream: TextIO) -> Dict[str, Any]:
     """tqdm size options: follow the terminal, or 100x24 when it reports no size."""
     try:
         size = os.get_terminal_size(stream.fileno())

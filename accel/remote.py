@@ -106,7 +106,7 @@ def unsatisfied_total(value: Optional[str]) -> Optional[int]:
 
 def is_strong(etag: Optional[str]) -> bool:
     """True for a strong entity tag (``"..."``, not ``W/"..."``)."""
-    return bool(etag) and etag.startswith('"') and etag.endswith('"') and len(etag) >= 2
+    return etag is not None and len(etag) >= 2 and etag.startswith('"') and etag.endswith('"')
 
 
 def parse_retry_after(

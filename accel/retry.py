@@ -49,7 +49,7 @@ class RetryPolicy:
         if retry_after is not None:
             return min(max(0.0, retry_after), self.retry_after_cap)
         base = min(self.backoff_max, self.backoff * (2 ** max(0, failures - 1)))
-        return base * (1 - self.jitter * rng())
+        return float(base * (1 - self.jitter * rng()))
 
 
 @dataclass(frozen=True)

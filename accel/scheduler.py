@@ -346,14 +346,14 @@ class Scheduler:
             return None
         _, victim, point = best
         new = Segment(point, victim.end)
-        claim = self._claim(new)
-        if claim is None:
+        stolen = self._claim(new)
+        if stolen is None:
             return None
         victim.end = point - 1
         self.segments.append(new)
         self.segments.sort(key=lambda s: s.start)
         log.debug("stole %d-%d from segment at %d", new.start, new.end, victim.start)
-        return claim
+        return stolen
 
     def _hedge(self, now: float, typical: float) -> Optional[Claim]:
         """Race a straggling tail from its current position with an idle worker.

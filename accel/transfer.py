@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import requests
 
@@ -22,6 +22,7 @@ from .context import Context, Restart
 from .exceptions import AccelError, CancelledError
 from .fetch import interrupt
 from .limits import SlotLease
+from .meter import RateMeter
 from .planner import Segment
 from .remote import RangesUnsupported, RemoteChanged, RemoteFile, parse_content_range
 from .scheduler import Scheduler
@@ -78,8 +79,7 @@ class Transfer:
         )
         self.workers: List[threading.Thread] = []
         self.reported = self.scheduler.written()
-        self._rate_sample: Tuple[float, int] = (time.monotonic(), self.reported)
-        self.rate = 0.0
+        self.meter = RateMeter(self.reported)
         self._released = False
 
     def run(
@@ -146,7 +146,7 @@ class Transfer:
         for i in range(count):
             if i == 0 and claim is not None and first is not None:
                 # The probe's connection continues with the first segment.
-                args: tuple = ((claim, first), session)
+                args: Tuple[Any, ...] = ((claim, first), session)
             else:
                 args = ()
             t = threading.Thread(
@@ -213,11 +213,7 @@ class Transfer:
         total = self.scheduler.written()
         delta = total - self.reported
         self.reported = total
-        now = time.monotonic()
-        t0, b0 = self._rate_sample
-        if now - t0 >= 0.5:
-            self.rate = (total - b0) / (now - t0)
-            self._rate_sample = (now, total)
+        self.meter.update(total)
         self.ctx.report(delta)
 
     def _watchdog(self, now: float) -> None:
@@ -264,7 +260,7 @@ class Transfer:
         """Progress for :meth:`accel.Downloader.progress`."""
         total = self.remote.size
         written, live, cells = self.scheduler.snapshot(total)
-        rate = self.rate
+        rate = self.meter.rate
         eta = (total - written) / rate if total is not None and rate > 0 else None
         return ev.Progress(written, total, rate, eta, live, cells)
 

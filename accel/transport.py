@@ -9,7 +9,9 @@ accel's own loops (:mod:`accel.probe` and :mod:`accel.worker`) with one
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, Mapping, Optional, Union
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -76,7 +78,10 @@ def check_url(url: str) -> str:
     return url
 
 
-def origin(url: str) -> tuple:
+Origin = Tuple[str, str, Optional[int]]
+
+
+def origin(url: str) -> Origin:
     """(scheme, host, port) of ``url`` with default ports filled in."""
     parts = urlsplit(url)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
@@ -98,7 +103,15 @@ class Session(requests.Session):
     def __init__(self) -> None:
         super().__init__()
         self.credentials: Dict[str, str] = {}
-        self.trusted_origin: Optional[tuple] = None
+        self.trusted_origin: Optional[Origin] = None
+        #: The pool this session goes back to on :meth:`close`, and its key there.
+        self.home: Optional[Tuple[SessionPool, Hashable]] = None
+
+    def close(self) -> None:
+        """Go back to the pool this session came from (kept alive), or close for good."""
+        home, self.home = self.home, None
+        if home is None or not home[0].put(home[1], self):
+            super().close()
 
     def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         if self.credentials and self.trusted_origin is None:
@@ -128,7 +141,7 @@ class Session(requests.Session):
             sent = response.request.headers.get("Cookie")
             if sent and "Cookie" not in prepared_request.headers:
                 prepared_request.headers["Cookie"] = sent
-        super().rebuild_auth(prepared_request, response)
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
 
 
 def new_session(
@@ -159,3 +172,56 @@ def new_session(
     session.headers["Accept-Encoding"] = "identity"
     session.verify = verify
     return session
+
+
+class SessionPool:
+    """Idle keep-alive sessions shared by many downloads (an :class:`accel.Manager`'s).
+
+    A session is taken with :meth:`get` for a key (the settings it was made with and the
+    origin it trusts) and comes back when it is closed, its connection still open, so the
+    next file from the same host costs a request, not a new connection. At most
+    ``max_idle`` sessions wait; the least recently used beyond that are closed.
+    """
+
+    def __init__(self, max_idle: int = 64) -> None:
+        self.max_idle = max_idle
+        self._lock = threading.Lock()
+        self._idle: OrderedDict[Tuple[Hashable, int], Session] = OrderedDict()
+        self._serial = 0
+        self._closed = False
+
+    def get(self, key: Hashable, make: Callable[[], requests.Session]) -> requests.Session:
+        """An idle session for ``key``, or a new one from ``make()``."""
+        with self._lock:
+            found = next((k for k in reversed(self._idle) if k[0] == key), None)
+            session = self._idle.pop(found) if found is not None else None
+        if session is None:
+            made = make()
+            if not isinstance(made, Session):
+                return made  # not ours to pool
+            session = made
+        session.cookies.clear()  # what one file's server set is not sent with the next
+        session.home = (self, key)
+        return session
+
+    def put(self, key: Hashable, session: Session) -> bool:
+        """Keep ``session`` for reuse; False when the pool is closed (close it then)."""
+        extra: List[Session] = []
+        with self._lock:
+            if self._closed:
+                return False
+            self._serial += 1
+            self._idle[(key, self._serial)] = session
+            while len(self._idle) > self.max_idle:
+                extra.append(self._idle.popitem(last=False)[1])
+        for old in extra:
+            requests.Session.close(old)
+        return True
+
+    def close(self) -> None:
+        """Close every idle session; sessions closed later are not kept."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = list(self._idle.values()), OrderedDict()
+        for session in idle:
+            requests.Session.close(session)

@@ -166,7 +166,8 @@ class Worker:
                             raise RemoteChanged(str(exc)) from None
                     # With other sources to turn to, a failing one is given up on sooner.
                     if retry.exhausted(2 if self.pool.several_alive() else None):
-                        error = retry.give_up(exc, redact(claim.source.url))
+                        where = redact(claim.source.url if claim.source else self.ctx.url)
+                        error = retry.give_up(exc, where)
                         if self._switch(claim, error):
                             retry, progress_mark = retry.reset(), claim.pos
                             continue
@@ -205,6 +206,7 @@ class Worker:
 
     def _switch(self, claim: Claim, exc: BaseException) -> bool:
         """Move ``claim`` to another source, if one is left."""
+        assert claim.source is not None
         got = self.pool.switch(claim.source, claim.lease, exc)
         if got is None:
             return False
@@ -213,6 +215,7 @@ class Worker:
 
     def _request(self, session: requests.Session, claim: Claim) -> requests.Response:
         source = claim.source
+        assert source is not None
         timeouts = self.ctx.timeouts
         if not self.scheduler.ranged:
             resp = get(session, source.url, {}, timeouts)

@@ -1,9 +1,9 @@
-"""A small download manager built on accel's public API only.
+"""A small download manager: a thin layer over ``accel.Manager`` (public API only).
 
     python3 scripts/manager.py URL [URL ...] [-d DIR] [-j 3] [-n 4] [--limit-rate 10M]
 
-A queue of URLs, a few Downloaders at once sharing one bandwidth limit, and one status line
-per download, redrawn in place on a terminal (printed once per change otherwise).
+A few downloads at once sharing one bandwidth limit and keep-alive connections, one status
+line per download, redrawn in place on a terminal (printed once when it ends otherwise).
 Ctrl-C cancels everything; running it again resumes.
 """
 
@@ -12,24 +12,20 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import time
-from collections import deque
-from typing import Deque, Dict, List, Optional
+from typing import List, Optional
 
 import accel
-from accel.limits import RateLimiter, parse_rate
 
 
-def status_line(url: str, dl: accel.Downloader, error: Optional[BaseException]) -> str:
+def status_line(dl: accel.Downloader) -> str:
     """One line describing a download."""
-    name = url.rstrip("/").rsplit("/", 1)[-1][:30]
-    if error is not None:
-        return f"{name:30} failed: {error}"
+    name = dl.url.rstrip("/").rsplit("/", 1)[-1][:30]
     if dl.done:
-        return f"{name:30} done: {dl.path}"
+        error = dl.exception()
+        return f"{name:30} failed: {error}" if error else f"{name:30} done: {dl.path}"
     snap = dl.progress()
     if snap is None or not snap.total:
-        return f"{name:30} starting"
+        return f"{name:30} waiting"
     pct = 100 * snap.written / snap.total
     eta = f"{snap.eta:5.0f}s" if snap.eta is not None else "    ?"
     return (
@@ -45,60 +41,43 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("-d", "--dir", default=".")
     parser.add_argument("-j", "--jobs", type=int, default=3)
     parser.add_argument("-n", "--connections", type=int, default=4)
-    parser.add_argument("--limit-rate", type=parse_rate, default=None)
+    parser.add_argument("--limit-rate", default=None, help="e.g. 500K, 10M (one total budget)")
     args = parser.parse_args(argv)
 
-    limiter = RateLimiter(args.limit_rate) if args.limit_rate else None
-    queue: Deque[str] = deque(args.urls)
-    downloads: Dict[str, accel.Downloader] = {}
-    running: Dict[str, accel.Downloader] = {}
-    finished: Dict[str, Optional[BaseException]] = {}
-    order: List[str] = []
     tty = sys.stdout.isatty()
-    drawn = 0
-    last: Dict[str, str] = {}
-
-    def stop(signum: int, frame: object) -> None:
-        queue.clear()
-        for dl in running.values():
-            dl.cancel()
-
-    signal.signal(signal.SIGINT, stop)
-    while queue or running:
-        while queue and len(running) < args.jobs:
-            url = queue.popleft()
+    failed = False
+    with accel.Manager(
+        jobs=args.jobs,
+        directory=args.dir,
+        connections=args.connections,
+        limit_rate=args.limit_rate,
+    ) as manager:
+        signal.signal(signal.SIGINT, lambda signum, frame: manager.cancel())
+        downloads = []
+        for url in args.urls:
             try:
-                running[url] = downloads[url] = accel.Downloader(
-                    url, directory=args.dir, connections=args.connections, limit_rate=limiter
-                ).start()
+                downloads.append(manager.add(url))
             except accel.AccelError as exc:
-                finished[url] = exc
-            order.append(url)
-        for url, dl in list(running.items()):
-            if dl.done:
-                try:
-                    dl.result()
-                    finished[url] = None
-                except accel.AccelError as exc:
-                    finished[url] = exc
-        lines = []
-        for url in order:
-            dl = downloads.get(url)
-            error = finished.get(url)
-            lines.append(status_line(url, dl, error) if dl else f"{url}: failed: {error}")
-        if tty:
-            sys.stdout.write("\x1b[F" * drawn + "".join(f"\x1b[2K{line}\n" for line in lines))
-            drawn = len(lines)
-        else:
-            for url, line in zip(order, lines):
-                if last.get(url) != line and (url in finished):
-                    print(line)
-                    last[url] = line
-        sys.stdout.flush()
-        for url in [u for u in running if u in finished]:
-            del running[url]
-        time.sleep(0.2)
-    return 0 if all(e is None for e in finished.values()) else 1
+                print(f"{url}: failed: {exc}")
+                failed = True
+        drawn = 0
+        printed = set()
+        while True:
+            finished = manager.wait(timeout=0.2)
+            if tty:
+                lines = [status_line(dl) for dl in downloads]
+                sys.stdout.write("\x1b[F" * drawn + "".join(f"\x1b[2K{x}\n" for x in lines))
+                drawn = len(lines)
+            else:
+                for i, dl in enumerate(downloads):
+                    if dl.done and i not in printed:
+                        print(status_line(dl))
+                        printed.add(i)
+            sys.stdout.flush()
+            if finished:
+                break
+    failed = failed or any(dl.exception() is not None for dl in downloads)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ EXPECTED_PUBLIC = [
     "InsufficientSpaceError",
     "LocalFileError",
     "LockedError",
+    "Manager",
+    "ManagerProgress",
     "NetworkError",
     "Options",
     "OutputExistsError",

@@ -1,0 +1,253 @@
+"""Many downloads at once: :class:`Manager`, in the shape of ``concurrent.futures``.
+
+A Manager runs at most ``jobs`` downloads at a time and queues the rest without creating
+threads or files for them. Its downloads share one rate limit, one per-host connection cap
+and one pool of keep-alive connections, so the next file from a host reuses an open
+connection. Each :meth:`Manager.add` returns the :class:`~accel.Downloader`, which works
+like a future: ``result()``, ``exception()``, ``done``, ``cancel()``.
+
+>>> with Manager(jobs=4, directory="downloads") as m:  # doctest: +SKIP
+...     m.add("https://example.org/a.iso")
+...     for d in m.as_completed():
+...         print(d.url, d.exception() or d.result())
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Deque, Iterator, NamedTuple, Optional, Sequence, Set, Union
+
+from . import events as ev
+from .downloader import Downloader, SessionFactory
+from .exceptions import UsageError
+from .limits import HostSlots
+from .meter import RateMeter
+from .options import Options, resolve
+from .transport import SessionPool
+
+log = logging.getLogger(__name__)
+
+
+class _Queued(NamedTuple):
+    """A download waiting for a job slot, with what its Downloader handed over."""
+
+    download: Downloader
+    launch: Callable[[], object]
+    abandon: Callable[[], None]
+
+
+class Manager:
+    """Run many downloads, ``jobs`` at a time, with shared limits and connections.
+
+    ``options`` and keyword ``settings`` (fields of :class:`~accel.Options`, e.g.
+    ``connections=8, limit_rate="20M"``) are the defaults of every download; :meth:`add`
+    may override them per file. ``limit_rate`` is one budget for all downloads together;
+    ``max_per_host`` caps the connections to one host over all of them. ``on_event(download,
+    event)`` hears every download's events (from the downloads' threads, one at a time per
+    download). Errors stay per download: one failure never cancels the others.
+
+    Used as a context manager, leaving the block waits for every download (like
+    :class:`concurrent.futures.ThreadPoolExecutor`); an exception in the block cancels them.
+    """
+
+    def __init__(
+        self,
+        jobs: int = 4,
+        *,
+        directory: Union[str, os.PathLike[str], None] = None,
+        max_per_host: Optional[int] = None,
+        options: Optional[Options] = None,
+        session_factory: Optional[SessionFactory] = None,
+        on_event: Optional[Callable[[Downloader, ev.Event], Any]] = None,
+        **settings: Any,
+    ) -> None:
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise UsageError("jobs must be a whole number >= 1")
+        base = resolve(options, **settings)
+        if max_per_host is not None:
+            base = dataclasses.replace(base, host_slots=HostSlots(max_per_host))
+        self.options = base
+        self.jobs = jobs
+        self.directory = Path(directory) if directory is not None else None
+        self._session_factory = session_factory
+        self._on_event = on_event
+        self._sessions = SessionPool(max_idle=max(16, 2 * jobs))
+        self._cond = threading.Condition()
+        self._queued: Deque[_Queued] = collections.deque()
+        self._running: Set[Downloader] = set()
+        self._ended: Deque[Downloader] = collections.deque()  # not yet yielded
+        self._succeeded = self._failed = 0
+        self._received = 0
+        self._meter = RateMeter()
+        self._cancelled = False
+        self._closed = False
+
+    # -- adding -------------------------------------------------------------------------------
+
+    def add(
+        self,
+        url: str,
+        output: Union[str, os.PathLike[str], None] = None,
+        *,
+        directory: Union[str, os.PathLike[str], None] = None,
+        mirrors: Sequence[str] = (),
+        on_event: Optional[Callable[[ev.Event], Any]] = None,
+        on_progress: Optional[Callable[[int], Any]] = None,
+        **settings: Any,
+    ) -> Downloader:
+        """Queue a download of ``url``; it starts when one of the ``jobs`` slots is free.
+
+        ``settings`` override the Manager's options for this file only (``checksum=...``,
+        ``connections=...``). Returns the :class:`~accel.Downloader`, to follow like a future.
+        Raises :class:`~accel.UsageError` for a bad URL or option, and ``RuntimeError`` after
+        :meth:`cancel` or :meth:`close`.
+        """
+        if mirrors:
+            settings["mirrors"] = tuple(mirrors)
+        options = resolve(self.options, **settings) if settings else self.options
+        return Downloader(  # it hands itself over through admit()
+            url,
+            output,
+            directory=directory if directory is not None else self.directory,
+            options=options,
+            session_factory=self._session_factory,
+            on_event=on_event,
+            on_progress=on_progress,
+            listener=self,
+            session_pool=self._sessions,
+        )
+
+    def admit(
+        self, download: Downloader, launch: Callable[[], object], abandon: Callable[[], None]
+    ) -> None:
+        """Queue a new download (called by the Downloader it creates in :meth:`add`)."""
+        with self._cond:
+            if self._closed or self._cancelled:
+                raise RuntimeError("cannot add downloads to a Manager that was closed or cancelled")
+            self._queued.append(_Queued(download, launch, abandon))
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Start queued downloads while job slots are free (under the lock)."""
+        while self._queued and len(self._running) < self.jobs:
+            entry = self._queued.popleft()
+            self._running.add(entry.download)
+            entry.launch()
+
+    # -- what the downloads tell the Manager (their threads) ----------------------------------
+
+    def on_event(self, download: Downloader, event: ev.Event) -> None:
+        """A download's event (called by the download's own thread)."""
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(download, event)
+        except Exception:
+            log.exception("Manager on_event callback failed for %r", event)
+
+    def on_bytes(self, delta: int) -> None:
+        """Bytes a download received."""
+        with self._cond:
+            self._received += delta
+
+    def on_end(self, download: Downloader, failed: bool) -> None:
+        """A download ended: free its slot, start the next one, wake the waiters."""
+        with self._cond:
+            self._running.discard(download)
+            if failed:
+                self._failed += 1
+            else:
+                self._succeeded += 1
+            self._ended.append(download)
+            if not self._cancelled:
+                self._dispatch()
+            self._cond.notify_all()
+
+    # -- following ----------------------------------------------------------------------------
+
+    def as_completed(self, timeout: Optional[float] = None) -> Iterator[Downloader]:
+        """Yield downloads as they end (successfully or not), until none is left to run.
+
+        Downloads added while iterating are included. Each ended download is yielded once,
+        by whichever iterator takes it first. Raises :class:`TimeoutError` if ``timeout``
+        seconds pass before the last one ends.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._cond:
+                while not self._ended:
+                    if not self._queued and not self._running:
+                        return
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError(
+                            f"{len(self._running) + len(self._queued)} downloads still unfinished"
+                        )
+                    self._cond.wait(remaining)
+                download = self._ended.popleft()
+            yield download
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until every added download ended (or ``timeout``); return whether they did."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._queued and not self._running, timeout)
+
+    def progress(self) -> ev.ManagerProgress:
+        """Files done, failed, queued and running; bytes received and the total rate."""
+        with self._cond:
+            received = self._received
+            snap = (self._succeeded, self._failed, len(self._queued), len(self._running))
+        rate = self._meter.update(received)
+        return ev.ManagerProgress(*snap, received=received, rate=rate)
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Cancel every download, running or queued (any thread). State is saved: a new
+        Manager given the same downloads resumes them. Nothing more can be added."""
+        with self._cond:
+            self._cancelled = True
+            running = list(self._running)
+            queued = list(self._queued)
+            self._queued.clear()
+            self._running.update(q.download for q in queued)  # until they end below
+        for download in running:
+            download.cancel()
+        for entry in queued:  # never started: they end at once, with nothing to save
+            entry.download.cancel()
+            entry.abandon()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancelled
+
+    def close(self, wait: bool = True) -> None:
+        """No more downloads may be added; with ``wait``, block until every one ended.
+        Idle connections are closed once the last download ended."""
+        with self._cond:
+            self._closed = True
+        if wait:
+            self.wait()
+            self._sessions.close()
+
+    def __enter__(self) -> Manager:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.cancel()
+        self.close(wait=True)
+
+    def __repr__(self) -> str:
+        p = self.progress()
+        return (
+            f"<Manager jobs={self.jobs} running={p.active} queued={p.queued} "
+            f"done={p.done} failed={p.failed}>"
+        )

@@ -44,6 +44,8 @@ class Committer:
         self.synced: Dict[int, int] = {}
         self._lock = threading.Lock()
         self.syncer: Optional[threading.Thread] = None
+        #: Whether a sidecar was saved (else there is none to remove at the end).
+        self.saved = False
         # Without a boot id, a record cannot tell a process crash from a power loss:
         # then every commit syncs the data first, so "written" is always "synced".
         self.sync_each_commit = side is not None and self.boot is None
@@ -76,6 +78,7 @@ class Committer:
             self.boot,
         )
         state.save(self.side, record)
+        self.saved = True
 
     def _mark_synced(self, rows: List[Row]) -> None:
         with self._lock:

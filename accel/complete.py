@@ -8,7 +8,6 @@ right after a download leaves holes). Anything else in the way is an
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from pathlib import Path
@@ -73,17 +72,21 @@ class Completion:
             return True
         raise OutputExistsError(f"{dest} already exists; use --force to replace it")
 
-    def verify(self, part_path: Path, side: Path, url: str) -> None:
-        """Check the complete ``.part`` against the expected checksum; drop it if wrong."""
+    def verify(self, part_path: Path, side: Path, url: str, kept: state.Record) -> None:
+        """Check the complete ``.part`` against the expected checksum.
+
+        On a mismatch the data is kept with ``kept`` (a sidecar marking it complete) saved
+        at ``side``, so a run with the right checksum finishes without fetching it again.
+        """
         if self.checksum is None:
             return
         algo, expected = self.checksum
         actual = file_digest(part_path, algo)
         if actual != expected:
-            state.remove(side)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(part_path)
+            state.save(side, kept)
             raise VerificationError(
-                f"{algo} checksum mismatch for {redact(url)}: expected {expected}, got {actual}"
+                f"{algo} checksum mismatch for {redact(url)}: expected {expected}, got {actual}; "
+                f"the data is kept in {part_path}: run again with the right checksum to finish "
+                "without downloading it again"
             )
         log.info("%s checksum verified", algo)

@@ -51,8 +51,8 @@ _UNKNOWN_END = 2**63 - 2
 SessionFactory = Callable[[], requests.Session]
 
 
-class _Renamed(Exception):
-    """The server named the file: try again under that name (not a restart)."""
+class _Again(Exception):
+    """Try again at once, e.g. under the name the server gave (not a restart)."""
 
 
 class Downloader(DownloadFuture):
@@ -118,7 +118,7 @@ class Downloader(DownloadFuture):
         #: The final path once the download is complete.
         self.path: Optional[Path] = None
         if listener is not None:  # hand the Manager what it may do with this download
-            listener.admit(self, self._launch, self._abandon)
+            listener.admit(self, self._run_here, self._abandon)
 
     # -- public API -------------------------------------------------------------------------
 
@@ -239,8 +239,8 @@ class Downloader(DownloadFuture):
                 raise CancelledError("cancelled")
             try:
                 return self._attempt(discard=discard, single_stream=single_stream)
-            except _Renamed:
-                continue  # look for an earlier run under the server's name, then go on
+            except _Again:
+                continue  # e.g. look for an earlier run under the server's name
             except Restart as exc:
                 restarts += 1
                 if restarts > MAX_RESTARTS:
@@ -271,6 +271,7 @@ class Downloader(DownloadFuture):
             if discard:
                 state.remove(side)
             segments: List[Segment] = []
+            look = False
             if record is not None:
                 segments = resume_plan(
                     record.size,
@@ -284,22 +285,28 @@ class Downloader(DownloadFuture):
                 first = stack.enter_context(probe(self._context(), start, end, known))
             else:
                 # A bounded first range: it tells the size and starts the first segment
-                # without making the server push more than the first segment needs.
+                # without making the server push more than the first segment needs. A file
+                # already there is complete or in the way: learn which with no body sent.
                 end = max(self.options.min_split, CHUNK) - 1
+                look = not self.options.force and os.path.lexists(dest)
                 ctx = self._context()
-                first = stack.enter_context(probe(ctx, 0, end, None, plain=single_stream))
+                first = stack.enter_context(
+                    probe(ctx, 0, end, None, plain=single_stream, head=look)
+                )
             remote = first.remote
             renamed = remote.filename and remote.filename != dest.name
             if self._output is None and self._name is None and renamed:
                 # The server names the file: look again for an earlier run under that name.
                 self._name = remote.filename
-                raise _Renamed()
+                raise _Again()
             if record is not None and first.response is None:
                 # 416 for a fully written file whose validators match: complete.
                 part_file = PartFile.open_existing(part)
                 return self._finish(part_file, part, side, dest, remote, record.size)
             if record is None and completion_of(self).existing(dest, remote):
                 return self._complete_already(dest)
+            if look and first.response is None:
+                raise _Again()  # the file went away meanwhile: probe for the download
             return self._transfer_all(first, dest, part, side, record, segments)
 
     def _load_record(self, side: Path) -> Optional[state.Record]:
@@ -307,7 +314,8 @@ class Downloader(DownloadFuture):
             return None
         part = side.with_name(side.name[: -len(".json")])
         try:
-            record = state.load(side, part)
+            # Strict parsing, then the disk's word: a claimed byte in a hole was never written.
+            record = state.check_data(state.load(side, part), part)
         except state.InvalidState as exc:
             log.warning("ignoring the saved state in %s (%s); starting from zero", side, exc)
             state.remove(side)
@@ -316,6 +324,9 @@ class Downloader(DownloadFuture):
             log.warning("%s belongs to another URL (%s); starting from zero", side, record.url)
             state.remove(side)
             return None
+        complete = all(w == e - s + 1 for s, e, w, _ in record.segments)
+        if complete and self.options.checksum is not None:
+            return record  # kept after a checksum mismatch: the checksum will decide
         if not Validators(record.size, record.etag, record.last_modified).resumable:
             log.warning(
                 "the server gave no strong ETag or Last-Modified for %s, so the partial file "
@@ -403,7 +414,9 @@ class Downloader(DownloadFuture):
         except BaseException:
             transfer.release()
             raise
-        return self._finish(part, part_path, side, dest, remote, final_size, transfer)
+        return self._finish(
+            part, part_path, side, dest, remote, final_size, transfer, resumed=record is not None
+        )
 
     def _finish(
         self,
@@ -414,6 +427,8 @@ class Downloader(DownloadFuture):
         remote: RemoteFile,
         size: int,
         transfer: Optional[Transfer] = None,
+        *,
+        resumed: bool = True,
     ) -> Path:
         try:
             if self.options.fsync:
@@ -423,10 +438,23 @@ class Downloader(DownloadFuture):
                 transfer.release()
             else:
                 part.close()
-        completion_of(self).verify(part_path, side, self.url)
-        mtime = http_date_to_timestamp(remote.validators.last_modified)
-        finalize(part_path, dest, force=self.options.force, mtime=mtime)
-        state.remove(side)
+        validators = remote.validators
+        if self.options.checksum:
+            # On a mismatch the data stays, recorded as complete: the right checksum
+            # finishes it without fetching the body again.
+            kept = state.Record(
+                redact(self.url),
+                size,
+                validators.etag,
+                validators.last_modified if validators.strong_date else None,
+                [(0, size - 1, size, size if self.options.fsync else 0)] if size else [],
+                state.boot_id(),
+            )
+            completion_of(self).verify(part_path, side, self.url, kept)
+        mtime = http_date_to_timestamp(validators.last_modified)
+        finalize(part_path, dest, force=self.options.force, mtime=mtime, durable=self.options.fsync)
+        if transfer is None or transfer.committer.saved or resumed:
+            state.remove(side)  # a sidecar may exist: an earlier run's, or this one's
         self.path = dest
         self._emit(ev.Completed(dest, size))
         log.info("saved %s (%d bytes)", dest, size)

@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import requests
 import urllib3
@@ -134,18 +134,28 @@ def first_byte(
 
 
 def get(
-    session: requests.Session, url: str, headers: Mapping[str, str], timeout: Timeouts
+    session: requests.Session,
+    url: str,
+    headers: Mapping[str, str],
+    timeout: Timeouts,
+    method: str = "GET",
 ) -> requests.Response:
-    """A streaming GET; transient failures (refused, reset, timeouts) become :class:`Retryable`.
+    """A streaming GET (or ``method``); transient failures (refused, reset, timeouts) become
+    :class:`Retryable`.
 
     A TLS failure is final (:class:`NetworkError`); so is a bad redirect (:class:`HTTPError`)
     and a header requests refuses to send (:class:`UsageError`).
     """
     try:
-        return session.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=True)
+        return session.request(
+            method, url, headers=headers, stream=True, timeout=timeout, allow_redirects=True
+        )
     except requests.exceptions.SSLError as exc:
         raise NetworkError(f"TLS failure with {_host(url)}: {_reason(exc)}") from exc
     except (requests.exceptions.ConnectTimeout, requests.exceptions.ConnectionError) as exc:
+        unreachable = _unreachable(exc)
+        if unreachable is not None:
+            raise unreachable from exc
         raise Retryable(f"cannot connect to {_host(url)}: {_reason(exc)}") from exc
     except requests.exceptions.TooManyRedirects as exc:
         raise HTTPError(f"too many redirects for {redact(url)}", url=redact(url)) from exc
@@ -209,6 +219,7 @@ def stream(
     *,
     resp_end: Optional[int] = None,
     limiter: Optional[RateLimiter] = None,
+    tick: Optional[Callable[[], None]] = None,
 ) -> bool:
     """Copy the body of ``resp`` into ``fd`` from ``task.pos`` up to ``task.seg.end``.
 
@@ -216,7 +227,7 @@ def stream(
     the response covers when it may stop short of the segment's end. Returns True when the
     segment's end was reached (or, for ``until_eof`` tasks, the body ended), False when told
     to stop or when the response is used up. A body that ends early raises
-    :class:`Retryable`. ``limiter`` is charged for every read.
+    :class:`Retryable`. ``limiter`` is charged for every read; ``tick`` is called after each.
     """
     if task.buffer is None:
         task.buffer = ReadBuffer()
@@ -267,6 +278,8 @@ def stream(
         buffer.adapt(now - started, n == want)
         if limiter is not None:
             limiter.consume(n, stop)
+        if tick is not None:
+            tick()
 
 
 def finish(resp: requests.Response) -> None:
@@ -278,6 +291,54 @@ def finish(resp: requests.Response) -> None:
         if release is not None:
             release()
     resp.close()
+
+
+class Unreachable(Retryable):
+    """The host name does not resolve, or the host refuses the connection.
+
+    Retried like any failure once a download is under way (an outage passes); on the very
+    first contact it is reported at once (a typo'd host, nothing listening).
+    """
+
+
+def _unreachable(exc: BaseException) -> Optional[Unreachable]:
+    """An :class:`Unreachable` in accel's words if ``exc`` is a failed resolution or a refusal."""
+    conn_error: Optional[urllib3.exceptions.NewConnectionError] = None
+    for cause in _chain(exc):
+        if isinstance(cause, urllib3.exceptions.NewConnectionError) and conn_error is None:
+            conn_error = cause
+        conn = getattr(conn_error, "conn", None)
+        host = getattr(conn, "host", None)
+        if isinstance(cause, socket.gaierror):
+            return Unreachable(f"cannot resolve host {host or '(unknown)'}")
+        if isinstance(cause, ConnectionRefusedError):
+            where = f"{_bracket(host)}:{getattr(conn, 'port', None)}" if host else "the server"
+            return Unreachable(f"connection refused by {where}")
+    return None
+
+
+def _chain(exc: BaseException) -> List[BaseException]:
+    """``exc`` and what caused it, outermost first (requests and urllib3 wrap their causes)."""
+    found: List[BaseException] = []
+    todo: List[BaseException] = [exc]
+    while todo:
+        cur = todo.pop(0)
+        if any(cur is seen for seen in found):
+            continue
+        found.append(cur)
+        for inner in (
+            getattr(cur, "reason", None),
+            *(cur.args[:1] if cur.args else ()),
+            cur.__cause__,
+            cur.__context__,
+        ):
+            if isinstance(inner, BaseException):
+                todo.append(inner)
+    return found
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _host(url: str) -> str:

@@ -8,12 +8,15 @@ events are created only when first needed, so a download queued in a
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, TypeVar
+from typing import Any, Callable, List, Optional, Protocol, TypeVar
 
 from . import events as ev
 from .exceptions import CancelledError
+
+log = logging.getLogger(__name__)
 
 #: Guards the lazily created events of every download.
 _LAZY = threading.Lock()
@@ -25,10 +28,9 @@ class Listener(Protocol):
     """What a :class:`~accel.Manager` hears of the downloads it runs (``download`` is the
     :class:`~accel.Downloader`)."""
 
-    def admit(
-        self, download: Any, launch: Callable[[], object], abandon: Callable[[], None]
-    ) -> None:
-        """Take a new download; ``launch()`` starts it, ``abandon()`` ends it unstarted."""
+    def admit(self, download: Any, run: Callable[[], None], abandon: Callable[[], None]) -> None:
+        """Take a new download; ``run()`` runs it on the calling thread to the end,
+        ``abandon()`` ends it unstarted."""
 
     def on_event(self, download: Any, event: ev.Event) -> None:
         """An event of ``download``."""
@@ -39,11 +41,15 @@ class Listener(Protocol):
     def on_end(self, download: Any, failed: bool) -> None:
         """``download`` ended (``failed``: with an error)."""
 
+    def withdraw(self, download: Any) -> None:
+        """``download`` was cancelled: end it now if it is still queued."""
+
 
 class DownloadFuture:
     """A download's outcome and life cycle; subclasses implement :meth:`run` and ``_emit``."""
 
     __slots__ = (
+        "_callbacks",
         "_cancel",
         "_cancel_requested",
         "_error",
@@ -61,6 +67,7 @@ class DownloadFuture:
         self._result: Optional[Path] = None
         self._error: Optional[BaseException] = None
         self._listener = listener
+        self._callbacks: Optional[List[Callable[[Any], object]]] = None
 
     def run(self) -> Path:  # pragma: no cover - abstract
         """Download in the calling thread; return the final path."""
@@ -86,11 +93,13 @@ class DownloadFuture:
         if self._thread is not None:
             raise RuntimeError("this Downloader was already started")
         self._finished_event()
-        self._thread = threading.Thread(target=self._background, name="accel-download", daemon=True)
+        self._thread = threading.Thread(target=self._run_here, name="accel-download", daemon=True)
         self._thread.start()
         return self
 
-    def _background(self) -> None:
+    def _run_here(self) -> None:
+        """Run to the end on the calling thread, keeping the outcome for :meth:`result`."""
+        self._thread = threading.current_thread()
         try:
             self._result = self.run()
         except BaseException as exc:  # handed to result()
@@ -99,17 +108,40 @@ class DownloadFuture:
             try:
                 self._settle()
             finally:  # whatever happened, the download is over: say so
-                self._finished_event().set()
-                if self._listener is not None:
-                    self._listener.on_end(self, self._error is not None)
+                self._end()
 
     def _abandon(self) -> None:
         """End a queued download that never started: cancelled, with nothing to save."""
         self._error = CancelledError("cancelled before it started")
         self._emit(ev.Failed(self._error))
+        self._end()
+
+    def _end(self) -> None:
+        """Mark the download ended, then tell its callbacks and its Manager."""
+        with _LAZY:
+            callbacks, self._callbacks = self._callbacks or [], None
         self._finished_event().set()
+        for fn in callbacks:
+            self._call(fn)
         if self._listener is not None:
             self._listener.on_end(self, self._error is not None)
+
+    def add_done_callback(self: F, fn: Callable[[F], object]) -> None:
+        """Call ``fn(download)`` when the download ends (at once if it already has), on the
+        thread that ended it; as :meth:`concurrent.futures.Future.add_done_callback`."""
+        with _LAZY:
+            if not self.done:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(fn)
+                return
+        self._call(fn)
+
+    def _call(self, fn: Callable[[Any], object]) -> None:
+        try:
+            fn(self)
+        except Exception:
+            log.exception("done callback %r failed", fn)
 
     def _finished_event(self) -> threading.Event:
         with _LAZY:
@@ -159,11 +191,16 @@ class DownloadFuture:
         return self._error
 
     def cancel(self) -> None:
-        """Stop as soon as possible (any thread); what is written is recorded for a resume."""
+        """Stop as soon as possible (any thread); what is written is recorded for a resume.
+
+        A download still queued in a :class:`~accel.Manager` ends at once, never started.
+        """
         with _LAZY:
             self._cancel_requested = True
             if self._cancel is not None:
                 self._cancel.set()
+        if self._thread is None and self._listener is not None:
+            self._listener.withdraw(self)
 
     def __enter__(self: F) -> F:
         return self

@@ -21,7 +21,18 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Deque, Iterator, NamedTuple, Optional, Sequence, Set, Union
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Iterator,
+    List,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Set,
+    Union,
+)
 
 from . import events as ev
 from .downloader import Downloader, SessionFactory
@@ -33,12 +44,15 @@ from .transport import SessionPool
 
 log = logging.getLogger(__name__)
 
+#: Seconds an idle job thread waits for a new download before it ends.
+IDLE_EXIT = 5.0
+
 
 class _Queued(NamedTuple):
     """A download waiting for a job slot, with what its Downloader handed over."""
 
     download: Downloader
-    launch: Callable[[], object]
+    run: Callable[[], None]
     abandon: Callable[[], None]
 
 
@@ -78,7 +92,12 @@ class Manager:
         self._session_factory = session_factory
         self._on_event = on_event
         self._sessions = SessionPool(max_idle=max(16, 2 * jobs))
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # downloads ended
+        self._work = threading.Condition(lock)  # downloads queued, for the job threads
+        self._threads: List[threading.Thread] = []
+        self._idle = 0
+        self._bytes_lock = threading.Lock()
         self._queued: Deque[_Queued] = collections.deque()
         self._running: Set[Downloader] = set()
         self._ended: Deque[Downloader] = collections.deque()  # not yet yielded
@@ -124,21 +143,50 @@ class Manager:
         )
 
     def admit(
-        self, download: Downloader, launch: Callable[[], object], abandon: Callable[[], None]
+        self, download: Downloader, run: Callable[[], None], abandon: Callable[[], None]
     ) -> None:
         """Queue a new download (called by the Downloader it creates in :meth:`add`)."""
         with self._cond:
             if self._closed or self._cancelled:
                 raise RuntimeError("cannot add downloads to a Manager that was closed or cancelled")
-            self._queued.append(_Queued(download, launch, abandon))
-            self._dispatch()
+            self._queued.append(_Queued(download, run, abandon))
+            if self._idle or len(self._threads) >= self.jobs:
+                self._work.notify()
+                return
+            thread = threading.Thread(
+                target=self._job, name=f"accel-job-{len(self._threads)}", daemon=True
+            )
+            self._threads.append(thread)
+        thread.start()
 
-    def _dispatch(self) -> None:
-        """Start queued downloads while job slots are free (under the lock)."""
-        while self._queued and len(self._running) < self.jobs:
-            entry = self._queued.popleft()
-            self._running.add(entry.download)
-            entry.launch()
+    def withdraw(self, download: Downloader) -> None:
+        """A download was cancelled: if it is still queued, it ends now, never started."""
+        with self._cond:
+            entry = next((q for q in self._queued if q.download is download), None)
+            if entry is None:
+                return
+            self._queued.remove(entry)
+            self._running.add(download)  # until it ends, below
+        entry.abandon()
+
+    def _job(self) -> None:
+        """One of the ``jobs`` threads: run queued downloads, one at a time, until none come
+        for a while (or the Manager is closed or cancelled)."""
+        while True:
+            with self._work:
+                while not self._queued:
+                    if self._closed or self._cancelled:
+                        self._threads.remove(threading.current_thread())
+                        return
+                    self._idle += 1
+                    woken = self._work.wait(IDLE_EXIT)
+                    self._idle -= 1
+                    if not woken and not self._queued:
+                        self._threads.remove(threading.current_thread())
+                        return
+                entry = self._queued.popleft()
+                self._running.add(entry.download)
+            entry.run()
 
     # -- what the downloads tell the Manager (their threads) ----------------------------------
 
@@ -153,7 +201,7 @@ class Manager:
 
     def on_bytes(self, delta: int) -> None:
         """Bytes a download received."""
-        with self._cond:
+        with self._bytes_lock:
             self._received += delta
 
     def on_end(self, download: Downloader, failed: bool) -> None:
@@ -165,8 +213,6 @@ class Manager:
             else:
                 self._succeeded += 1
             self._ended.append(download)
-            if not self._cancelled:
-                self._dispatch()
             self._cond.notify_all()
 
     # -- following ----------------------------------------------------------------------------
@@ -200,11 +246,17 @@ class Manager:
 
     def progress(self) -> ev.ManagerProgress:
         """Files done, failed, queued and running; bytes received and the total rate."""
-        with self._cond:
+        with self._bytes_lock:
             received = self._received
-            snap = (self._succeeded, self._failed, len(self._queued), len(self._running))
+        with self._cond:
+            waiting, running = len(self._queued), len(self._running)
+            done, failed = self._succeeded, self._failed
+        # Queued downloads with a free job slot are starting (a job thread is taking them).
+        starting = min(waiting, max(0, self.jobs - running))
         rate = self._meter.update(received)
-        return ev.ManagerProgress(*snap, received=received, rate=rate)
+        return ev.ManagerProgress(
+            done, failed, waiting - starting, running + starting, received=received, rate=rate
+        )
 
     # -- stopping -----------------------------------------------------------------------------
 
@@ -213,6 +265,7 @@ class Manager:
         Manager given the same downloads resumes them. Nothing more can be added."""
         with self._cond:
             self._cancelled = True
+            self._work.notify_all()  # idle job threads end
             running = list(self._running)
             queued = list(self._queued)
             self._queued.clear()
@@ -233,6 +286,7 @@ class Manager:
         Idle connections are closed once the last download ended."""
         with self._cond:
             self._closed = True
+            self._work.notify_all()
         if wait:
             self.wait()
             self._sessions.close()

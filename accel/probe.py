@@ -4,18 +4,24 @@
 and the host slot it holds. The transfer takes them over explicitly (:meth:`Probe.take`), so
 the probe's connection serves the first segment; whatever is not taken is closed by
 :meth:`Probe.close`.
+
+A host that does not resolve or refuses the connection on the very first contact of a
+download is reported at once (one quick retry): that is a typo or nothing listening, not an
+outage to sit out. Once a download has had an answer, the same failures are retried in full.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from typing import Optional, Tuple
 
 import requests
 
 from .context import Context, Restart
-from .exceptions import CancelledError, RemoteProtocolError
-from .fetch import get, raise_for_status, range_headers
+from .exceptions import CancelledError, NetworkError, RemoteProtocolError
+from .fetch import Unreachable, get, raise_for_status, range_headers
 from .limits import SlotLease
 from .remote import (
     BadResponse,
@@ -35,6 +41,13 @@ from .retry import RetryState
 from .sources import slot_key
 
 log = logging.getLogger(__name__)
+
+#: Retries of an unreachable host on first contact, and the longest wait before one.
+FIRST_CONTACT_RETRIES = 1
+FIRST_CONTACT_DELAY = 0.25
+
+#: The downloads (by cancel event) that have had an answer from their server.
+_answered: weakref.WeakSet[threading.Event] = weakref.WeakSet()
 
 
 class Probe:
@@ -89,12 +102,15 @@ def probe(
     known: Optional[Validators],
     *,
     plain: bool = False,
+    head: bool = False,
 ) -> Probe:
     """Ask for ``bytes=start-end`` of the download's URL (the whole file when ``plain``).
 
     Waits for a host slot, retries transient failures under the download's retry policy,
     and falls back to a plain GET when the server ignores ranges. ``known`` are the
-    validators of an earlier run: a different file raises :class:`Restart`.
+    validators of an earlier run: a different file raises :class:`Restart`. ``head`` only
+    learns about the file, with no body on the wire (HEAD, or one byte where HEAD is
+    refused): the probe then has no response.
     """
     lease = None
     slots = ctx.options.host_slots
@@ -107,26 +123,59 @@ def probe(
         retry = RetryState(ctx.options.retry)
         while True:
             try:
-                remote, resp = _ask(ctx, session, start, end, known, plain=plain)
+                if head:
+                    remote, resp = _ask_head(ctx, session), None
+                else:
+                    remote, resp = _ask(ctx, session, start, end, known, plain=plain)
                 return Probe(remote, resp, session, lease)
             except Retryable as exc:
                 retry = retry.increment(exc)
-                if retry.exhausted():
+                delay = retry.delay
+                if isinstance(exc, Unreachable) and ctx.cancel not in _answered:
+                    # The very first contact: a permanent error until shown otherwise.
+                    if retry.exhausted(FIRST_CONTACT_RETRIES):
+                        raise NetworkError(str(exc)) from None
+                    delay = min(delay, FIRST_CONTACT_DELAY)
+                elif retry.exhausted():
                     raise retry.give_up(exc, ctx.shown_url) from None
-                log.info("probe failed (%s); retrying in %.1fs", exc, retry.delay)
+                log.info("probe failed (%s); retrying in %.2fs", exc, delay)
             except RangesUnsupported as exc:
                 if plain:
                     raise RemoteProtocolError(str(exc)) from None
                 log.info("%s; downloading as one stream", exc)
                 plain = True
                 continue
-            if ctx.cancel.wait(retry.delay):
+            if ctx.cancel.wait(delay):
                 raise CancelledError("cancelled")
     except BaseException:
         session.close()
         if lease is not None:
             lease.release()
         raise
+
+
+def _ask_head(ctx: Context, session: requests.Session) -> RemoteFile:
+    """The remote file's size and validators without its body.
+
+    HEAD first; a server that refuses it (405, or a signed URL valid for GET only) or gives
+    no length is asked for its first byte instead.
+    """
+    resp = get(session, ctx.url, {}, ctx.timeouts, method="HEAD")
+    _answered.add(ctx.cancel)
+    try:
+        size = content_length(resp.headers)
+        chunked = resp.headers.get("Transfer-Encoding", "").lower() == "chunked"
+        if resp.status_code == 200 and size is not None and not chunked:
+            ranges = resp.headers.get("Accept-Ranges", "").strip().lower() == "bytes"
+            return describe(resp.url, resp.headers, size, ranges=ranges)
+    finally:
+        # Reading the (empty) body hands the connection back, open for the next request.
+        resp.content  # noqa: B018
+        resp.close()
+    remote, body = _ask(ctx, session, 0, 0, None, plain=False)
+    if body is not None:
+        body.close()
+    return remote
 
 
 def _ask(
@@ -141,6 +190,7 @@ def _ask(
     """One try of the first request."""
     headers = {} if plain else range_headers(start, end, known)
     resp = get(session, ctx.url, headers, ctx.timeouts)
+    _answered.add(ctx.cancel)
     try:
         status = resp.status_code
         if status == 416:

@@ -136,16 +136,17 @@ def _shorten(text: str, width: int) -> str:
 
 
 class TotalBar:
-    """The summary bar over all files when several download at once (``-j``)."""
+    """The summary bar over all files when several download at once (``-j``): bytes, the
+    total rate, and files done / failed / running / queued (``files`` None: not known)."""
 
-    def __init__(self, stream: TextIO, files: int) -> None:
-        self.files = files
+    def __init__(self, stream: TextIO, files: Optional[int]) -> None:
+        self.expected = files
         self.finished = 0
         self._bar = tqdm(
             unit="B",
             unit_scale=True,
             unit_divisor=1024,
-            desc=f"total 0/{files}",
+            desc=f"total 0/{files if files is not None else '?'}",
             file=stream,
             position=0,
             **_width(stream),
@@ -156,10 +157,13 @@ class TotalBar:
         """Count ``delta`` more bytes."""
         self._bar.update(delta)
 
-    def job_done(self) -> None:
-        """One more file ended."""
-        self.finished += 1
-        self._bar.set_description_str(f"total {self.finished}/{self.files}")
+    def files(self, ok: int, failed: int, running: int, queued: Optional[int]) -> None:
+        """Show the file counts."""
+        self.finished = ok + failed
+        expected = "?" if self.expected is None else str(self.expected)
+        self._bar.set_description_str(f"total {self.finished}/{expected}", refresh=False)
+        waiting = "" if queued is None else f", {queued} queued"
+        self._bar.set_postfix_str(f"{failed} failed, {running} running{waiting}")
 
     def close(self) -> None:
         """Finish the bar."""

@@ -138,20 +138,47 @@ def http_date_to_timestamp(value: Optional[str]) -> Optional[float]:
         return None
 
 
+def opaque_tag(etag: str) -> str:
+    """An entity tag without its weakness indicator ``W/`` (for a weak comparison)."""
+    return etag[2:] if etag.startswith("W/") else etag
+
+
+def strong_date(last_modified: Optional[str], date: Optional[str]) -> bool:
+    """Whether ``last_modified`` is a strong validator (RFC 9110, section 8.8.2.2).
+
+    Only when it is at least a second older than the ``Date`` of the same response: a file
+    modified within the last second (or with an mtime ahead of the server's clock) may
+    change again with the same date. Without a ``Date`` nothing can be deduced.
+    """
+    modified = http_date_to_timestamp(last_modified)
+    now = http_date_to_timestamp(date)
+    return modified is not None and now is not None and modified <= now - 1
+
+
 @dataclass(frozen=True)
 class Validators:
-    """What identifies one version of the remote file."""
+    """What identifies one version of the remote file.
+
+    ``strong_date`` tells whether ``last_modified`` is a strong validator; it is True for
+    validators read back from a sidecar (only strong ones are ever resumed from).
+    """
 
     size: Optional[int]
     etag: Optional[str] = None
     last_modified: Optional[str] = None
+    strong_date: bool = True
 
     @property
     def if_range(self) -> Optional[str]:
-        """The ``If-Range`` value: the strong ETag, else Last-Modified, else None."""
+        """The ``If-Range`` value: the strong ETag, else a strong Last-Modified, else None.
+
+        RFC 9110, section 13.1.5: never a weak ETag, and a date only when it is strong.
+        """
         if is_strong(self.etag):
             return self.etag
-        return self.last_modified
+        if self.strong_date:
+            return self.last_modified
+        return None
 
     @property
     def resumable(self) -> bool:
@@ -161,23 +188,35 @@ class Validators:
     def same_version(self, other: Validators) -> bool:
         """Whether ``other`` (from a new response) describes the same version.
 
-        Sizes must match; a strong ETag must match when both have one; otherwise the
-        Last-Modified dates must match when both have one.
+        Sizes must match. Two strong ETags must be equal. Other ETags are compared weakly
+        (``W/"x"`` matches ``"x"``: Apache strengthens a tag a second after a change) and
+        may say "changed", never "the same": the dates must then match too, unless one of
+        them is weak (a date that may be "now" says nothing). Without ETags on both sides
+        the dates must match when both have one.
         """
         if self.size is not None and other.size is not None and self.size != other.size:
             return False
         if is_strong(self.etag) and is_strong(other.etag):
             return self.etag == other.etag
-        if self.etag and other.etag and self.etag != other.etag:
-            return False  # weak tags may say "changed", never "the same"
+        if self.etag and other.etag:
+            if opaque_tag(self.etag) != opaque_tag(other.etag):
+                return False
+            if not (self.strong_date and other.strong_date):
+                return True
         if self.last_modified and other.last_modified:
             return self.last_modified == other.last_modified
         return True
 
 
 def validators_of(headers: Mapping[str, str], size: Optional[int]) -> Validators:
-    """Validators from a response's headers."""
-    return Validators(size, headers.get("ETag"), headers.get("Last-Modified"))
+    """Validators from a response's headers (its ``Date`` tells if Last-Modified is strong)."""
+    last_modified = headers.get("Last-Modified")
+    return Validators(
+        size,
+        headers.get("ETag"),
+        last_modified,
+        strong_date(last_modified, headers.get("Date")),
+    )
 
 
 @dataclass(frozen=True)

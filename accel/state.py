@@ -21,6 +21,7 @@ directory. Loading is strict: anything unexpected raises :class:`InvalidState`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from .exceptions import LocalFileError, local_error
 from .planner import Segment, check_tiling
-from .storage import fsync_dir
+from .storage import data_until, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,10 @@ class Record:
         return [Segment(s, e, w if same_boot else y) for s, e, w, y in self.segments]
 
 
+@functools.cache
 def boot_id() -> Optional[str]:
-    """The kernel's boot id (Linux), or None where it cannot be read."""
+    """The kernel's boot id (Linux), or None where it cannot be read (read once: it does not
+    change while the process lives)."""
     try:
         with open(_BOOT_ID_PATH, encoding="ascii") as f:
             value = f.read().strip()
@@ -148,6 +151,37 @@ def load(path: Path, part_path: Path) -> Record:
     if st.st_size != record.size:
         raise InvalidState(f"{part_path} has {st.st_size} bytes, the record says {record.size}")
     return record
+
+
+def check_data(record: Record, part_path: Path) -> Record:
+    """``record`` with each segment trusted only up to its first hole in ``part_path``.
+
+    A sidecar restored from a backup, copied beside another ``.part`` or edited may claim
+    bytes the file never received: the file system knows them as holes (``SEEK_HOLE``).
+    Where it cannot tell, the record is returned unchanged.
+    """
+    try:
+        fd = os.open(part_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InvalidState(f"cannot open {part_path}: {exc.strerror}") from exc
+    rows: List[Tuple[int, int, int, int]] = []
+    missing = 0
+    try:
+        for s, e, w, y in record.segments:
+            backed = data_until(fd, s, s + w) - s
+            if backed < w:
+                log.debug("bytes %d-%d of %s are a hole", s + backed, s + w - 1, part_path)
+                missing += w - backed
+            rows.append((s, e, backed, min(y, backed)))
+    finally:
+        os.close(fd)
+    if missing:
+        log.warning(
+            "%s lacks %d bytes its saved state claims (holes in the file); fetching them again",
+            part_path,
+            missing,
+        )
+    return Record(record.url, record.size, record.etag, record.last_modified, rows, record.boot_id)
 
 
 def _parse(doc: Any) -> Record:

@@ -126,8 +126,19 @@ def check_free_space(directory: Path, needed: int) -> None:
         )
 
 
-def finalize(part: Path, dest: Path, *, force: bool = False, mtime: Optional[float] = None) -> None:
-    """Move the finished ``part`` to ``dest``; replace an existing ``dest`` only if ``force``."""
+def finalize(
+    part: Path,
+    dest: Path,
+    *,
+    force: bool = False,
+    mtime: Optional[float] = None,
+    durable: bool = False,
+) -> None:
+    """Move the finished ``part`` to ``dest``; replace an existing ``dest`` only if ``force``.
+
+    ``durable`` also flushes the directory, so the new name survives a power loss (as
+    ``--fsync`` asks; curl, wget and aria2 do not, and neither does accel by default).
+    """
     try:
         if force:
             os.replace(part, dest)
@@ -135,7 +146,8 @@ def finalize(part: Path, dest: Path, *, force: bool = False, mtime: Optional[flo
             _link_into_place(part, dest)
         if mtime is not None:
             os.utime(dest, (mtime, mtime), follow_symlinks=False)
-        fsync_dir(dest.parent)
+        if durable:
+            fsync_dir(dest.parent)
     except OSError as exc:
         raise local_error(exc, f"cannot move {part} to {dest}") from exc
 
@@ -185,6 +197,25 @@ def has_holes(path: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def data_until(fd: int, start: int, end: int) -> int:
+    """The first offset in ``[start, end)`` that is a hole of ``fd``'s file, else ``end``.
+
+    Asks the file system with ``SEEK_HOLE``. Where it cannot tell (no ``SEEK_HOLE``, or a
+    file system that reports every byte as data) the answer is ``end``: all data.
+    """
+    seek_hole = getattr(os, "SEEK_HOLE", None)
+    if seek_hole is None or start >= end:
+        return end
+    try:
+        hole = os.lseek(fd, start, seek_hole)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # start is at or past the end of the file
+            return start
+        log.debug("cannot look for holes (%s); trusting the file", exc.strerror)
+        return end
+    return max(start, min(hole, end))
 
 
 class FileLock:

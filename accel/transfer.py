@@ -25,7 +25,7 @@ from .limits import SlotLease
 from .meter import RateMeter
 from .planner import Segment
 from .remote import RangesUnsupported, RemoteChanged, RemoteFile, parse_content_range
-from .scheduler import Scheduler
+from .scheduler import Claim, Scheduler
 from .sources import Source, SourcePool
 from .storage import PartFile
 from .worker import TICK, Message, Worker
@@ -81,6 +81,9 @@ class Transfer:
         self.reported = self.scheduler.written()
         self.meter = RateMeter(self.reported)
         self._released = False
+        self._error: Optional[BaseException] = None
+        self._alive = 0
+        self._last_commit = self._last_sync = self._next_tick = 0.0
 
     def run(
         self,
@@ -92,39 +95,12 @@ class Transfer:
 
         ``first`` is the probe's open response (continued by the first worker on the probe's
         ``session``, holding its host slot ``lease``); the transfer owns all three now.
+        When one connection is all it takes (the probe's response brings every missing
+        byte, or the server has no ranges), it runs on the calling thread: no pool.
+        The first sidecar is saved after ``commit_interval``: a transfer shorter than that
+        leaves none (an interruption loses less than it would cost to record).
         """
         self.committer.resume()
-        self.committer.commit()
-        self._start_workers(first, session, lease)
-        try:
-            error = self._loop()
-        except BaseException:  # KeyboardInterrupt in the caller's thread: stop, keep state
-            self._wind_down()
-            self.committer.commit()
-            raise
-        self._wind_down()
-        self._drain()
-        self._publish()
-        if error is None and self.ctx.cancel.is_set() and not self.scheduler.all_done():
-            self.committer.commit()
-            raise CancelledError("download cancelled; run again to resume")
-        if error is not None:
-            if isinstance(error, RemoteChanged):
-                raise Restart(f"the remote file changed ({error})") from None
-            if isinstance(error, RangesUnsupported):
-                raise Restart(f"{error}", single_stream=True) from None
-            self.committer.commit()
-            if isinstance(error, AccelError):
-                raise error
-            raise AccelError(f"internal error: {error!r}") from error
-        return self.scheduler.final_size()
-
-    def _start_workers(
-        self,
-        first: Optional[requests.Response],
-        session: requests.Session,
-        lease: Optional[SlotLease],
-    ) -> None:
         claim = None
         if first is not None:
             claim = self.scheduler.first_claim(_response_start(first), lease)
@@ -134,10 +110,80 @@ class Transfer:
             if lease is not None:
                 lease.release()
             session.close()
+        if claim is not None and first is not None and self._one_connection(first, claim):
+            error = self._run_inline(claim, first, session)
+        else:
+            self._start_workers(claim, first, session)
+            try:
+                error = self._loop()
+            except BaseException:  # KeyboardInterrupt in the caller's thread: keep state
+                self._wind_down()
+                self.committer.commit()
+                raise
+            self._wind_down()
+        self._drain()
+        self._publish()
+        return self._conclude(error)
+
+    def _conclude(self, error: Optional[BaseException]) -> int:
+        """The outcome: the final size, or the error to raise (state saved when it helps)."""
+        if error is None and self.ctx.cancel.is_set() and not self.scheduler.all_done():
+            self.committer.commit()
+            raise CancelledError("download cancelled; run again to resume")
+        if error is not None:
+            if isinstance(error, RemoteChanged):
+                raise Restart(f"the remote file changed ({error})") from None
+            if isinstance(error, RangesUnsupported):
+                raise Restart(f"{error}", single_stream=True) from None
+            self.committer.commit()
+            if isinstance(error, (AccelError, KeyboardInterrupt, SystemExit)):
+                raise error
+            raise AccelError(f"internal error: {error!r}") from error
+        return self.scheduler.final_size()
+
+    def _one_connection(self, first: requests.Response, claim: Claim) -> bool:
+        """Whether the probe's response is all this transfer needs."""
+        if not self.ranged:
+            return True
+        return not self.scheduler.has_work() and _covers_all(first, claim)
+
+    def _run_inline(
+        self, claim: Claim, first: requests.Response, session: requests.Session
+    ) -> Optional[BaseException]:
+        """Fetch with one worker on this thread; ``_tick`` does the run loop's chores."""
+        now = time.monotonic()
+        self._next_tick, self._last_commit, self._last_sync = now + TICK, now, now
+        worker = Worker(
+            self.ctx,
+            self.scheduler,
+            self.pool,
+            self.part.fd,
+            self.remote,
+            self.ctx.cancel,  # cancel() stops it directly: nothing else runs to relay it
+            self.messages,
+            tick=self._tick,
+        )
+        worker.run((claim, first), session)
+        return self._drain()
+
+    def _tick(self) -> None:
+        """After a write of the inline worker: progress, events, commits, the watchdog."""
+        now = time.monotonic()
+        if now < self._next_tick:
+            return
+        self._next_tick = now + TICK
+        self._drain()
+        self._publish()
+        self._chores(now)
+
+    def _start_workers(
+        self,
+        claim: Optional[Claim],
+        first: Optional[requests.Response],
+        session: requests.Session,
+    ) -> None:
         if not self.scheduler.has_work() and claim is None:
             count = 0
-        elif not self.ranged:
-            count = 1
         else:
             count = self.ctx.options.connections  # spare workers steal from the others
         worker = Worker(
@@ -157,39 +203,48 @@ class Transfer:
 
     def _loop(self) -> Optional[BaseException]:
         """Deliver events, report progress, commit and watch until done, cancelled or failed."""
-        alive = len(self.workers)
-        error: Optional[BaseException] = None
-        opts = self.ctx.options
-        last_commit = last_sync = time.monotonic()
+        self._alive = len(self.workers)
+        self._last_commit = self._last_sync = time.monotonic()
         while True:
             try:
-                kind, payload = self.messages.get(timeout=TICK)
+                self._handle(*self.messages.get(timeout=TICK))
             except queue.Empty:
-                kind, payload = "", None
-            while kind:
-                if kind == "error" and error is None:
-                    error = payload
-                elif kind == "exit":
-                    alive -= 1
-                elif kind == "event":
-                    self.ctx.emit(payload)
-                try:
-                    kind, payload = self.messages.get_nowait()
-                except queue.Empty:
-                    kind = ""
+                pass
+            error = self._drain()
             self._publish()
             if error is not None or self.ctx.cancel.is_set() or self.scheduler.all_done():
                 return error
-            if alive <= 0:
+            if self._alive <= 0:
                 return AccelError("internal error: all workers stopped before the end")
-            now = time.monotonic()
-            if now - last_commit >= opts.commit_interval:
-                self.committer.commit()
-                last_commit = now
-            if now - last_sync >= opts.sync_interval:
-                self.committer.start_sync()
-                last_sync = now
-            self._watchdog(now)
+            self._chores(time.monotonic())
+
+    def _chores(self, now: float) -> None:
+        """Commit, sync and watch the connections when it is time."""
+        opts = self.ctx.options
+        if now - self._last_commit >= opts.commit_interval:
+            self.committer.commit()
+            self._last_commit = now
+        if now - self._last_sync >= opts.sync_interval:
+            self.committer.start_sync()
+            self._last_sync = now
+        self._watchdog(now)
+
+    def _handle(self, kind: str, payload: Any) -> None:
+        if kind == "error":
+            if self._error is None:
+                self._error = payload
+        elif kind == "exit":
+            self._alive -= 1
+        elif kind == "event":
+            self.ctx.emit(payload)
+
+    def _drain(self) -> Optional[BaseException]:
+        """Deliver what the workers queued; return the first error one reported."""
+        while True:
+            try:
+                self._handle(*self.messages.get_nowait())
+            except queue.Empty:
+                return self._error
 
     def _wind_down(self) -> None:
         self.stop.set()
@@ -199,15 +254,6 @@ class Transfer:
         deadline = time.monotonic() + STOP_GRACE
         for t in self.workers:
             t.join(max(0.0, deadline - time.monotonic()))
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                kind, payload = self.messages.get_nowait()
-            except queue.Empty:
-                return
-            if kind == "event":
-                self.ctx.emit(payload)
 
     def _publish(self) -> None:
         total = self.scheduler.written()
@@ -263,6 +309,14 @@ class Transfer:
         rate = self.meter.rate
         eta = (total - written) / rate if total is not None and rate > 0 else None
         return ev.Progress(written, total, rate, eta, live, cells)
+
+
+def _covers_all(resp: Optional[requests.Response], claim: Claim) -> bool:
+    """Whether ``resp`` brings the whole of ``claim``'s segment, the only one missing."""
+    if resp is None or resp.status_code != 206:
+        return False
+    parsed = parse_content_range(resp.headers.get("Content-Range"))
+    return parsed is not None and parsed[1] >= claim.seg.end
 
 
 def _response_start(resp: requests.Response) -> int:

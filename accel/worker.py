@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import requests
 
@@ -65,6 +65,8 @@ class Worker:
         remote: RemoteFile,
         stop: threading.Event,
         messages: queue.Queue[Message],
+        *,
+        tick: Optional[Callable[[], None]] = None,
     ) -> None:
         self.ctx = ctx
         self.scheduler = scheduler
@@ -73,6 +75,7 @@ class Worker:
         self.remote = remote
         self.stop = stop
         self.messages = messages
+        self.tick = tick  # called after each write (the inline transfer's chores)
         limiter = ctx.options.limit_rate
         assert limiter is None or isinstance(limiter, RateLimiter)
         self.limiter = limiter
@@ -82,17 +85,16 @@ class Worker:
         first: Optional[Tuple[Claim, requests.Response]] = None,
         session: Optional[requests.Session] = None,
     ) -> None:
-        """Work until every byte is written or the transfer stops (the thread's target)."""
+        """Work until every byte is written or the transfer stops (the thread's target).
+
+        The session and the read buffer are made when the first claim comes: a spare
+        worker that never gets work costs neither a connection nor memory.
+        """
+        buffer: Optional[ReadBuffer] = None
         try:
-            if session is None:
-                session = self.ctx.new_session()
-            # A read never exceeds min_split (the steal margin) nor a tenth of a second of
-            # the rate limit (so the limiter's waits stay short).
-            limit = min(READ_MAX, self.ctx.options.min_split)
-            if self.limiter is not None:
-                limit = min(limit, self.limiter.read_size)
-            buffer = ReadBuffer(limit)
-            if first is not None:
+            if first is not None:  # the probe's response, on the probe's session
+                assert session is not None
+                buffer = self._buffer()
                 self._run_claim(session, first[0], first[1], buffer)
             while not self.stop.is_set():
                 claim = self.scheduler.next_claim()
@@ -101,6 +103,10 @@ class Worker:
                         break
                     self.stop.wait(TICK)
                     continue
+                if session is None:
+                    session = self.ctx.new_session()
+                if buffer is None:
+                    buffer = self._buffer()
                 self._run_claim(session, claim, None, buffer)
         except BaseException as exc:
             self.messages.put(("error", exc))
@@ -108,6 +114,14 @@ class Worker:
             if session is not None:
                 session.close()
             self.messages.put(("exit", None))
+
+    def _buffer(self) -> ReadBuffer:
+        # A read never exceeds min_split (the steal margin) nor a tenth of a second of the
+        # rate limit (so the limiter's waits stay short).
+        limit = min(READ_MAX, self.ctx.options.min_split)
+        if self.limiter is not None:
+            limit = min(limit, self.limiter.read_size)
+        return ReadBuffer(limit)
 
     def _run_claim(
         self,
@@ -137,6 +151,7 @@ class Worker:
                         self.stop,
                         resp_end=_response_end(resp),
                         limiter=self.limiter,
+                        tick=self.tick,
                     ):
                         if claim.until_eof:
                             if claim.pos > claim.seg.end:

@@ -35,7 +35,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from email.utils import formatdate
+from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -121,6 +121,12 @@ class Faults:
     change_after_bytes: Optional[int] = None  # after this many bytes sent for a path ...
     change_to: Optional[bytes] = None  # ... replace its content with this (one-shot)
     change_path: Optional[str] = None  # restrict the change to this path (None: any)
+    # Last-Modified is each response's own Date (an mtime ahead of the server's clock, which
+    # Apache caps at "now"): never a strong validator (RFC 9110 8.8.2.2).
+    last_modified_now: bool = False
+    # The next N responses send the ETag weak (W/ prefixed), as Apache does for a file
+    # changed within the last second; later ones send it as configured.
+    weak_etag_times: int = 0
 
 
 @dataclass
@@ -244,6 +250,7 @@ class FaultHandler(BaseHTTPRequestHandler):
 
     def __init__(self, request: socket.socket, client_address: Any, server: Any, conn_id: int):
         self.connection_id = conn_id
+        self._date: Optional[str] = None
         self.owner: FaultServer = server.owner
         self.log: Optional[RequestLog] = None
         super().__init__(request, client_address, server)
@@ -327,6 +334,7 @@ class FaultHandler(BaseHTTPRequestHandler):
         owner = self.owner
         target = self.path
         path = urllib.parse.urlsplit(target).path or "/"
+        self._date = formatdate(time.time(), usegmt=True)
         self.log = log = RequestLog(
             method=self.command,
             path=path,
@@ -372,15 +380,32 @@ class FaultHandler(BaseHTTPRequestHandler):
         finally:
             snap.close()
 
-    def _if_range_ok(self, snap: _Snapshot) -> bool:
-        """RFC 9110 13.1.5: strong ETag or exact Last-Modified match, else ignore Range."""
+    def date_time_string(self, timestamp: Optional[float] = None) -> str:
+        """The Date header: one value per request (Last-Modified may be compared with it)."""
+        if timestamp is None and self._date is not None:
+            return self._date
+        return super().date_time_string(timestamp)
+
+    def _if_range_ok(self, etag: Optional[str], last_modified: Optional[str]) -> bool:
+        """RFC 9110 13.1.5: a strong ETag, or a strong Last-Modified date, must match.
+
+        A date is strong only when it is at least a second older than this response's
+        Date (8.8.2.2); otherwise the condition is false and Range is ignored.
+        """
         value = self.headers.get("If-Range")
         if value is None:
             return True
         value = value.strip()
-        if snap.etag is not None and value == snap.etag and not value.startswith("W/"):
+        if etag is not None and value == etag and not value.startswith("W/"):
             return True
-        return snap.last_modified is not None and value == snap.last_modified
+        if last_modified is None or value != last_modified:
+            return False
+        try:
+            modified = parsedate_to_datetime(last_modified).timestamp()
+            now = parsedate_to_datetime(self.date_time_string()).timestamp()
+        except (TypeError, ValueError, IndexError):
+            return False
+        return modified <= now - 1
 
     def _serve_snapshot(self, snap: _Snapshot, path: str, head: bool, faults: Faults) -> None:
         owner = self.owner
@@ -394,10 +419,15 @@ class FaultHandler(BaseHTTPRequestHandler):
         else:
             common.append(("Accept-Ranges", "bytes"))
             ranges_ok = True
-        if snap.etag is not None:
-            common.append(("ETag", snap.etag))
-        if snap.last_modified is not None:
-            common.append(("Last-Modified", snap.last_modified))
+        etag, last_modified = snap.etag, snap.last_modified
+        if etag is not None and not etag.startswith("W/") and owner._take("weak_etag_times"):
+            etag = "W/" + etag
+        if last_modified is not None and faults.last_modified_now:
+            last_modified = self.date_time_string()
+        if etag is not None:
+            common.append(("ETag", etag))
+        if last_modified is not None:
+            common.append(("Last-Modified", last_modified))
         if snap.content_disposition is not None:
             common.append(("Content-Disposition", snap.content_disposition))
 
@@ -405,7 +435,7 @@ class FaultHandler(BaseHTTPRequestHandler):
         parts: List[_Part] = [(0, size)] if size else []
         content_type = "application/octet-stream"
         range_value = self.headers.get("Range") if not head else None  # HEAD ignores Range
-        if ranges_ok and range_value is not None and self._if_range_ok(snap):
+        if ranges_ok and range_value is not None and self._if_range_ok(etag, last_modified):
             parsed = _parse_range(range_value, size)
             if parsed == "unsatisfiable":
                 headers = dict(common)
@@ -923,6 +953,16 @@ class FaultServer:
             self._per_path.clear()
             self._requests.clear()
             self._connections = 0
+
+    def drop_connections(self) -> None:
+        """Abort every open connection at once (the listener stays), as a restart would."""
+        with self._lock:
+            open_conns = list(self._open.values())
+        for sock, _ in open_conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def reset_faults(self) -> None:
         """Switch every fault off."""

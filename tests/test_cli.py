@@ -32,7 +32,7 @@ import accel
 from accel import cli
 from accel.config import config_path
 from tests import helpers
-from tests.helpers import KiB, MiB, listing, sha256
+from tests.helpers import KiB, MiB, listing, sha256, wait_until
 from tests.server import FaultServer, RequestLog, make_data
 
 FIXED_LM = "Wed, 21 Oct 2015 07:28:00 GMT"
@@ -390,7 +390,9 @@ def test_input_file_with_comments_and_blank_lines(
     assert sha256(tmp_path / "a.bin") == sha256(a)
     assert sha256(tmp_path / "b.bin") == sha256(b)
     assert {q.path for q in server.requests} == {"/a.bin", "/b.bin"}  # the comment is skipped
-    assert len(r.err.splitlines()) == 2
+    lines = r.err.splitlines()
+    assert len(lines) == 3, lines  # a line per file, then the summary
+    assert lines[2].startswith("accel: 2 files: 2 ok, 0 failed; 500.0 KiB in ")
 
 
 def test_input_file_from_stdin(
@@ -429,6 +431,53 @@ def test_input_file_tab_separated_mirrors(
         assert mirror.bytes_sent_for("/m.bin") > 1  # it served some of the file
     assert sha256(tmp_path / "m.bin") == sha256(data)
     assert len(r.err.splitlines()) == 1  # one file, not two
+
+
+def test_input_file_bad_line_is_reported_and_the_rest_continue(
+    server: FaultServer, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A list is read as it goes: a bad line fails alone (exit 2), a 404 alone (exit 4 is
+    not the first failure), every other file arrives, and the summary counts them."""
+    files = {f"/l{i}.bin": make_data(20 * KiB + i, 40 + i) for i in range(6)}
+    for path, data in files.items():
+        server.add_file(path, data)
+    urls = [server.url(p) for p in files]
+    listfile = tmp_path / "urls.txt"
+    lines = [*urls[:3], "ftp://nope.example/x", server.url("/missing.bin"), *urls[3:]]
+    listfile.write_text("\n".join(lines) + "\n")
+    r = run_main(capsys, "-j", "3", "-i", str(listfile))
+    assert r.code == 2, r.err  # the first failure: the bad line
+    for path, data in files.items():
+        assert sha256(tmp_path / path.lstrip("/")) == sha256(data)
+    err = r.err.splitlines()
+    assert any(f"{listfile}:4:" in line and "invalid URL" in line for line in err), err
+    assert any("404" in line for line in err), err
+    assert err[-1].startswith("accel: 8 files: 6 ok, 2 failed; "), err
+
+
+def test_input_file_is_streamed(server: FaultServer, tmp_path: Path) -> None:
+    """Downloads start before the list ends: the first file is saved while the writer of
+    the list is still waiting to send the rest."""
+    for name in ("a", "b"):
+        server.add_file(f"/{name}.bin", make_data(10 * KiB, ord(name)))
+    proc = subprocess.Popen(
+        ["accel", "-i", "-"],
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(server.url("/a.bin") + "\n")
+        proc.stdin.flush()
+        wait_until(lambda: (tmp_path / "a.bin").exists(), 20, "the first file of an open list")
+        proc.stdin.write(server.url("/b.bin") + "\n")
+        proc.stdin.close()
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+    assert (tmp_path / "b.bin").read_bytes() == make_data(10 * KiB, ord("b"))
 
 
 def test_missing_input_file_is_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -509,7 +558,7 @@ def test_checksum_mismatch_exit_5_and_no_file(
     assert r.code == 5
     assert "checksum" in r.err
     assert not (tmp_path / "bad.bin").exists()
-    assert not (tmp_path / "bad.bin.part").exists()
+    assert (tmp_path / "bad.bin.part").exists()  # kept: the right checksum finishes it
 
 
 def test_checksum_existing_file_matches_downloads_nothing(
@@ -956,10 +1005,12 @@ def test_pipe_output_one_summary_line_per_file(server: FaultServer, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     assert "\r" not in proc.stderr
     assert "\x1b" not in proc.stderr
-    summary = proc.stderr.splitlines()
-    assert len(summary) == 2, summary
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 3, lines
+    summary, total = lines[:2], lines[2]
     assert sorted(line.split()[2] for line in summary) == ["p1.bin", "p2.bin"]
     assert all(line.startswith("accel: saved ") for line in summary)
+    assert total.startswith("accel: 2 files: 2 ok, 0 failed; 3.0 MiB in "), total
     assert proc.stdout == ""
 
 

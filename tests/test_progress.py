@@ -176,17 +176,27 @@ def test_unknown_size_bar_counts_bytes() -> None:
 
 def test_total_bar_counts_files_and_bytes() -> None:
     out = io.StringIO()
-    total = TotalBar(out, 2)
+    total = TotalBar(out, 3)
     total.update(MiB)
-    total.job_done()
+    total.files(1, 0, 1, 1)
     total.update(2 * MiB)
-    total.job_done()
+    total.files(1, 1, 1, 0)
     total.close()
     text = out.getvalue()
-    assert "total 0/2" in text
+    assert "total 0/3" in text
     final = text.split("\r")[-1]
-    assert "total 2/2" in final
+    assert "total 2/3" in final
+    assert "1 failed, 1 running, 0 queued" in final
     assert "3.00M" in final
+
+
+def test_total_bar_without_a_known_count() -> None:
+    out = io.StringIO()
+    total = TotalBar(out, None)
+    total.files(5, 0, 2, None)
+    total.close()
+    final = out.getvalue().split("\r")[-1]
+    assert "total 5/?" in final and "queued" not in final
 
 
 # -- terminals -------------------------------------------------------------------------------

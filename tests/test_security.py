@@ -361,7 +361,7 @@ def test_resume_with_part_replaced_by_symlink(server: FaultServer, tmp_path: Pat
     size = 1 * MiB
     data = make_data(size, seed=10)
     server.add_file("/f.bin", data)
-    server.faults.rate = 256 * KiB
+    server.faults.rate = 64 * KiB  # slow enough to outlive the first commit (1 s)
     d = accel.Downloader(server.url("/f.bin"), directory=tmp_path, options=opts()).start()
     wait_until(lambda: (tmp_path / "f.bin.part.json").exists(), 10, "sidecar")
     wait_until(lambda: written(d) > 0, 10, "progress")

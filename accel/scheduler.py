@@ -370,8 +370,11 @@ class Scheduler:
             remaining = seg.end + 1 - claim.pos
             stalled = now - claim.last_progress
             if stalled < max(STALL_AFTER, self.hedge_after):
-                if now - claim.started < JUDGE_AFTER:
-                    continue  # too early to judge its speed
+                if now - claim.started < JUDGE_AFTER or claim.pos == claim.base:
+                    # Too early to judge its speed; a request still waiting for its first
+                    # byte is raced only once it counts as stalled (a slow round trip is
+                    # not a slow connection).
+                    continue
                 rate = claim.rate(now)
                 eta = remaining / rate if rate > 0 else float("inf")
                 fresh = remaining / typical if typical > 0 else 0.0

@@ -106,6 +106,19 @@ class Session(requests.Session):
         self.trusted_origin: Optional[Origin] = None
         #: The pool this session goes back to on :meth:`close`, and its key there.
         self.home: Optional[Tuple[SessionPool, Hashable]] = None
+        self._environment: Dict[Hashable, Dict[str, Any]] = {}
+
+    def merge_environment_settings(  # type: ignore[override]
+        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Dict[str, Any]:
+        """requests' proxy and CA settings from the environment, looked up once per origin
+        for the life of the session (requests scans the whole environment per request)."""
+        key = (origin(url), tuple(sorted((proxies or {}).items())), stream, verify, cert)
+        found = self._environment.get(key)
+        if found is None:
+            found = dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
+            self._environment[key] = found
+        return dict(found)
 
     def close(self) -> None:
         """Go back to the pool this session came from (kept alive), or close for good."""

@@ -716,3 +716,19 @@ def test_simulated_download_with_a_straggler_tiles_and_completes() -> None:
     assert all(c.abort for c in stopped)
     # Straggler or not, the download takes about as long as 3 fast workers need.
     assert clock.now - 1000.0 < 1.5 * size / (3 * 4 * MiB)
+
+
+def test_a_request_waiting_for_its_first_byte_is_raced_only_when_stalled() -> None:
+    """A slow round trip is not a slow connection: a claim with no byte yet is not hedged by
+    speed (it would double every first request on a high-latency link), only by the stall
+    rule."""
+    clock = FakeClock()
+    sched = make_scheduler([Segment(0, MiB - 1)], clock, connections=3)
+    owner = take(sched)
+    owner.buffer = buffer(64 * MiB)  # never split: only hedging could take it
+    sched.finished_rates.append(float(MiB))  # the typical connection is known and fast
+    clock.advance(JUDGE_AFTER * 3)  # 0.45 s without a first byte
+    assert sched.next_claim() is None
+    clock.advance(STALL_AFTER)
+    racer = take(sched)
+    assert racer.seg is owner.seg and racer.pos == owner.pos == 0

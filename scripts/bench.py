@@ -15,6 +15,19 @@ Scenarios (sizes in brackets are the ``--quick`` ones):
 4. resume waste: the throttled file; the tool gets SIGINT at about 50 %, then runs again to
    completion; reported is how many bytes the server sent across both runs beyond the file
    size (from nginx's access log, or the FaultServer's byte counter).
+5. many files: 1,000 [100] files of 64 KiB from nginx into an empty directory, ``-j 8``:
+   ``accel -i LIST -j 8 -n N -d DIR -q`` against ``curl -Z --parallel-max 8`` (URLs from a
+   ``-K`` config) and ``aria2c -i LIST -j 8 -d DIR``; every run checks all files (names,
+   sizes, SHA-256) and that nothing else is left in DIR.  After each successful accel run the
+   same accel command runs again on the finished directory; reported is what nginx sent in
+   that re-run per file (body bytes, and response bytes with headers from a second log).
+6. huge list: 100,000 [2,000] URLs of distinct names that nginx all serves from one 64-byte
+   file, ``accel -i LIST -j 8 -d DIR -q`` (accel only, one run): peak RSS, RSS at 10/50/90 %
+   of the list, wall and CPU seconds, time to the first finished file.  The outputs go to a
+   tmpfs directory (/dev/shm) when there is one, else under ``--tmpdir``.
+
+Scenarios 5 and 6 need nginx (they are skipped with a note without it); axel has no list
+input and does not take part in them.
 
 Tools run interleaved (the order rotates every round), each run's output is checked (size and
 SHA-256) and failures are marked in the tables.  Peers run only when installed; accel runs as
@@ -25,6 +38,7 @@ Examples::
     python3 scripts/bench.py --quick                  # smoke test, < 1 minute
     python3 scripts/bench.py --runs 5 --out bench.md  # the full benchmark
     python3 scripts/bench.py --tools curl,aria2c,axel --scenarios 1,2
+    python3 scripts/bench.py --scenarios 5,6 --runs 3    # many files and the 100,000-URL list
 """
 
 from __future__ import annotations
@@ -49,14 +63,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
 ALL_TOOLS = ("accel", "curl", "aria2c", "axel")
-ALL_SCENARIOS = ("1", "2", "3", "4")
+ALL_SCENARIOS = ("1", "2", "3", "4", "5", "6")
+LIST_TOOLS = ("accel", "curl", "aria2c")  # tools with a list input (scenario 5)
+MANY_FILE_SIZE = 64 * KiB  # size of each file in scenario 5
+TINY_SIZE = 64  # the one file behind every URL of scenario 6
+RERUN_TARGET = 1 * KiB  # issue 11: a re-run costs at most ~1 KiB per finished file
+RSS_TARGET_MIB = 64  # issue 11: peak RSS for 100,000 queued URLs
 RATE = 4 * MiB  # per-connection limit in scenarios 2-4 (nginx "4m" = 4 MiB/s)
 STRAGGLER_EVERY = 3
 STRAGGLER_FACTOR = 8
@@ -108,6 +127,7 @@ def run_process(
     timeout: float,
     env: Optional[dict[str, str]] = None,
     interrupt: Optional[Callable[[int, float], bool]] = None,
+    monitor: Optional[Callable[[int, float], None]] = None,
 ) -> ProcOutcome:
     """Run ``cmd``; measure wall time, CPU time (``os.wait4``) and peak RSS.
 
@@ -117,6 +137,7 @@ def run_process(
 
     ``interrupt(pid, elapsed)`` is polled every 10 ms; when it returns true the child gets
     SIGINT once (and SIGKILL if it has not exited ``SIGINT_GRACE`` seconds later).
+    ``monitor(pid, elapsed)``, if given, is called every 10 ms while the child runs.
     """
     with tempfile.TemporaryFile() as err:
         start = time.perf_counter()
@@ -151,6 +172,8 @@ def run_process(
                 if done.wait(0.01):
                     break
                 elapsed = time.perf_counter() - start
+                if monitor is not None:
+                    monitor(proc.pid, elapsed)
                 if elapsed > timeout:
                     timed_out = True
                     _killpg(proc.pid, signal.SIGKILL)
@@ -280,6 +303,74 @@ def tool_command(tool: str, url: str, out: Path, conns: int, *, resume: bool = F
     raise ValueError(f"unknown tool {tool!r}")
 
 
+_CURL_FEATURES: dict[str, bool] = {}
+
+
+def curl_features() -> dict[str, bool]:
+    """Which of curl's list options this curl has (``--parallel-max``: 7.66, ``--output-dir``:
+    7.73, ``--no-progress-meter``: 7.67), from ``curl --help all``; cached."""
+    if not _CURL_FEATURES:
+        try:
+            text = subprocess.run(
+                ["curl", "--help", "all"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=20,
+                check=False,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            text = ""
+        for option in ("parallel-max", "output-dir", "no-progress-meter"):
+            _CURL_FEATURES[option] = f"--{option} " in text
+    return _CURL_FEATURES
+
+
+def list_tool_available(tool: str) -> tuple[bool, str]:
+    """Whether ``tool`` can download a list of URLs in parallel (scenario 5)."""
+    if tool not in LIST_TOOLS:
+        return False, f"{tool} has no list input"
+    if tool == "curl" and not curl_features()["parallel-max"]:
+        return False, "this curl has no -Z/--parallel-max (curl >= 7.66 needed)"
+    return True, ""
+
+
+def list_command(
+    tool: str, listfile: Path, curl_config: Path, outdir: Path, conns: int, jobs: int
+) -> list[str]:
+    """Command line downloading every URL of ``listfile`` into ``outdir``, ``jobs`` at once.
+
+    curl reads the same URLs from ``curl_config`` (see :func:`write_curl_config`).
+    """
+    if tool == "accel":
+        return [
+            *(sys.executable, "-m", "accel", "-i", str(listfile)),
+            *("-j", str(jobs), "-n", str(conns), "-d", str(outdir), "-q"),
+        ]
+    if tool == "curl":
+        features = curl_features()
+        quiet = ["--no-progress-meter"] if features["no-progress-meter"] else ["-s", "-S"]
+        where = ["--remote-name-all", "--output-dir", str(outdir)]
+        return [
+            "curl",
+            *quiet,
+            "-f",
+            "-Z",
+            "--parallel-max",
+            str(jobs),
+            *(where if features["output-dir"] else []),
+            "-K",
+            str(curl_config),
+        ]
+    if tool == "aria2c":
+        return [
+            *("aria2c", "--no-conf", "-q", "-i", str(listfile), "-j", str(jobs)),
+            *("-d", str(outdir), "--allow-overwrite=true", "--auto-file-renaming=false"),
+            "--file-allocation=none",
+        ]
+    raise ValueError(f"{tool!r} has no list mode here")
+
+
 def tool_version(tool: str) -> str:
     """First line of the tool's version output (best effort)."""
     if tool == "accel":
@@ -358,6 +449,83 @@ def clear_dir(path: Path) -> None:
     path.mkdir(parents=True)
 
 
+@dataclass
+class FileSet:
+    """Many small files in one directory of the server root (scenario 5)."""
+
+    subdir: str
+    files: list[DataFile]
+
+    @property
+    def size(self) -> int:
+        """Total bytes."""
+        return sum(f.size for f in self.files)
+
+
+def make_fileset(root: Path, subdir: str, count: int, size: int) -> FileSet:
+    """Write ``count`` random files of ``size`` bytes to ``root/subdir``."""
+    directory = root / subdir
+    directory.mkdir(parents=True, exist_ok=True)
+    width = max(4, len(str(count - 1)))
+    files = [make_file(directory / f"f{i:0{width}d}.bin", size) for i in range(count)]
+    return FileSet(subdir, files)
+
+
+def _some(names: Sequence[str], limit: int = 3) -> str:
+    more = ", ..." if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def verify_fileset(outdir: Path, fileset: FileSet) -> Optional[str]:
+    """None if ``outdir`` holds exactly the files of ``fileset``, byte-identical, else what not.
+
+    Every file is hashed (64 MiB for 1,000 x 64 KiB take about 0.2 s); any other entry
+    (a ``.part``, a sidecar, a ``.aria2`` control file) is reported as a leftover.
+    """
+    expected = {f.name: f for f in fileset.files}
+    try:
+        present = set(os.listdir(outdir))
+    except FileNotFoundError:
+        return "no output directory"
+    problems = []
+    missing = sorted(expected.keys() - present)
+    if missing:
+        problems.append(f"{len(missing)} of {len(expected)} files missing ({_some(missing)})")
+    extra = sorted(present - expected.keys())
+    if extra:
+        problems.append(f"{len(extra)} leftover entries ({_some(extra)})")
+    bad: list[str] = []
+    for name in sorted(expected.keys() & present):
+        problem = verify(outdir / name, expected[name])
+        if problem is not None:
+            bad.append(f"{name}: {problem}")
+    if bad:
+        problems.append(f"{len(bad)} files differ ({_some(bad, 2)})")
+    return "; ".join(problems) or None
+
+
+def write_list(path: Path, urls: Sequence[str]) -> None:
+    """One URL per line (the list of ``accel -i`` and ``aria2c -i``)."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for url in urls:
+            fh.write(url + "\n")
+
+
+def _curl_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_curl_config(path: Path, urls: Sequence[str], outdir: Path) -> None:
+    """A ``curl -K`` config: one ``url`` line per URL (plus ``output`` lines if needed)."""
+    per_url_output = not curl_features()["output-dir"]
+    with open(path, "w", encoding="utf-8") as fh:
+        for url in urls:
+            fh.write(f"url = {_curl_quote(url)}\n")
+            if per_url_output:
+                name = url.rsplit("/", 1)[-1]
+                fh.write(f"output = {_curl_quote(str(outdir / name))}\n")
+
+
 # -- servers ---------------------------------------------------------------------------------
 
 
@@ -387,14 +555,43 @@ class Endpoint:
 
 
 class NginxEndpoint(Endpoint):
-    """nginx from tests/nginx.py; bytes come from its access log."""
+    """nginx from tests/nginx.py; bytes come from its access log.
 
-    def __init__(self, root: Path, limit_rate: Optional[str] = None) -> None:
+    ``wire_log``: also log every response's size with headers (``$bytes_sent``) and the
+    request's size (``$request_length``) to this file, line for line beside the access log
+    (see :meth:`wire_since`).  ``extra_location``/``note`` go to the ``location /`` block and
+    to the description.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        limit_rate: Optional[str] = None,
+        *,
+        extra_location: str = "",
+        wire_log: Optional[Path] = None,
+        note: str = "",
+    ) -> None:
         from tests.nginx import Nginx
 
-        self.server = Nginx(root, limit_rate=limit_rate, worker_processes="auto").start()
+        self.wire_log = wire_log
+        extra_http = ""
+        if wire_log is not None:
+            # A second access_log at the http level: nginx writes both for every request.
+            quoted = '"' + str(wire_log).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            extra_http = (
+                "    log_format accel_bench_wire '$bytes_sent $request_length';\n"
+                f"    access_log {quoted} accel_bench_wire;"
+            )
+        self.server = Nginx(
+            root,
+            limit_rate=limit_rate,
+            worker_processes="auto",
+            extra_http=extra_http,
+            extra_location=extra_location,
+        ).start()
         rate = f", limit_rate {limit_rate} per connection" if limit_rate else ""
-        self.description = f"{tool_version('nginx')} (sendfile on{rate})"
+        self.description = f"{tool_version('nginx')} (sendfile on{rate}{note})"
 
     def url(self, name: str) -> str:
         return self.server.url(name)
@@ -420,6 +617,26 @@ class NginxEndpoint(Endpoint):
     def since(self, mark: Any) -> tuple[Optional[int], Optional[int]]:
         entries = self._settled_log()[mark:]
         return sum(e["body_bytes_sent"] for e in entries), len(entries)
+
+    def wire_since(self, mark: int) -> Optional[tuple[int, int]]:
+        """(response bytes with headers, request bytes) since ``mark``; call after since().
+
+        Both logs get one line per request in the same order, so the access log's position
+        is valid here too once the log has settled.
+        """
+        if self.wire_log is None:
+            return None
+        try:
+            lines = self.wire_log.read_text(errors="replace").splitlines()[mark:]
+        except OSError:
+            return None
+        sent = received = 0
+        for line in lines:
+            fields = line.split()
+            with contextlib.suppress(ValueError, IndexError):
+                sent += int(fields[0])
+                received += int(fields[1])
+        return sent, received
 
     def stop(self) -> None:
         self.server.stop()
@@ -528,6 +745,20 @@ def nginx_status() -> tuple[bool, str]:
 
 
 @dataclass
+class Rerun:
+    """accel's second run on a directory it has already completed (scenario 5)."""
+
+    ok: bool
+    error: str
+    wall: float
+    cpu: float
+    body_bytes: Optional[int]
+    requests: Optional[int]
+    wire_bytes: Optional[int]  # responses with headers ($bytes_sent), when logged
+    request_bytes: Optional[int]  # requests with headers ($request_length), when logged
+
+
+@dataclass
 class Record:
     """One run of one tool in one scenario."""
 
@@ -540,6 +771,10 @@ class Record:
     requests: Optional[int] = None
     stop_fraction: Optional[float] = None  # resume: share of the file sent before SIGINT
     first_wall: Optional[float] = None  # resume: wall seconds until the interrupted run ended
+    rerun: Optional[Rerun] = None  # many files: accel run again on the finished directory
+    files_done: Optional[int] = None  # huge list: finished outputs at the end of the run
+    first_file: Optional[float] = None  # huge list: seconds until the first output existed
+    rss_by_progress: dict[int, float] = field(default_factory=dict)  # % of list -> RSS MiB
 
 
 @dataclass
@@ -567,6 +802,52 @@ class Scenario:
             return 120.0 + self.data.size / (20 * MiB)
         slowest = self.rate / STRAGGLER_FACTOR if self.key == "3" else self.rate
         return 60.0 + 2.0 * self.data.size / slowest
+
+
+@dataclass
+class ManyScenario:
+    """Scenario 5: a list of small files, ``jobs`` at a time, into an empty directory."""
+
+    key: str
+    title: str
+    fileset: FileSet
+    endpoint: NginxEndpoint
+    conns: int
+    jobs: int
+    listfile: Path
+    results: dict[str, list[Record]] = field(default_factory=dict)
+
+    @property
+    def urls(self) -> list[str]:
+        """The URLs in list order."""
+        return [self.endpoint.url(f"{self.fileset.subdir}/{f.name}") for f in self.fileset.files]
+
+    def timeout(self, tool: str) -> float:
+        """Generous per-run timeout (0.1 s per file; the issue measured 15 ms)."""
+        return 120.0 + 0.1 * len(self.fileset.files)
+
+
+@dataclass
+class MemoryScenario:
+    """Scenario 6: a huge list of distinct URLs of one tiny body; accel only."""
+
+    key: str
+    title: str
+    count: int
+    endpoint: NginxEndpoint
+    jobs: int
+    listfile: Path
+    outbase: Path  # the outputs go to outbase/accel (tmpfs when available)
+    body: bytes  # what every URL serves
+    list_bytes: int = 0  # size of the list file
+    results: dict[str, list[Record]] = field(default_factory=dict)
+
+    def timeout(self, tool: str) -> float:
+        """Generous: 20 ms per URL (accel took about 4 ms per tiny file before issue 11)."""
+        return 120.0 + 0.02 * self.count
+
+
+AnyScenario = Union[Scenario, ManyScenario, MemoryScenario]
 
 
 def _describe_failure(outcome: ProcOutcome, problem: Optional[str]) -> str:
@@ -650,7 +931,185 @@ def run_once(scenario: Scenario, tool: str, workdir: Path) -> Record:
     )
 
 
-def run_scenario(scenario: Scenario, tools: Sequence[str], runs: int, workdir: Path) -> None:
+def run_many_once(scenario: ManyScenario, tool: str, workdir: Path) -> Record:
+    """Run ``tool`` over the list once, check every file; accel then runs again on them."""
+    outdir = workdir / "out" / tool
+    clear_dir(outdir)
+    urls = scenario.urls
+    curl_config = workdir / "lists" / "many.curlrc"
+    if tool == "curl":
+        write_curl_config(curl_config, urls, outdir)
+    cmd = list_command(tool, scenario.listfile, curl_config, outdir, scenario.conns, scenario.jobs)
+    env = child_env()
+    endpoint = scenario.endpoint
+    os.sync()
+    mark = endpoint.mark()
+    outcome = run_process(cmd, timeout=scenario.timeout(tool), env=env)
+    problem = verify_fileset(outdir, scenario.fileset) if outcome.exit_code == 0 else None
+    sent, requests = endpoint.since(mark)
+    error = _describe_failure(outcome, problem)
+    record = Record(
+        ok=not error,
+        error=error,
+        wall=outcome.wall,
+        cpu=outcome.cpu,
+        rss=outcome.peak_rss_mib,
+        server_bytes=sent,
+        requests=requests,
+    )
+    if tool == "accel" and record.ok:
+        os.sync()
+        mark = endpoint.mark()
+        again = run_process(cmd, timeout=scenario.timeout(tool), env=env)
+        problem = verify_fileset(outdir, scenario.fileset) if again.exit_code == 0 else None
+        sent, requests = endpoint.since(mark)
+        wire = endpoint.wire_since(mark)
+        error = _describe_failure(again, problem)
+        record.rerun = Rerun(
+            ok=not error,
+            error=error,
+            wall=again.wall,
+            cpu=again.cpu,
+            body_bytes=sent,
+            requests=requests,
+            wire_bytes=None if wire is None else wire[0],
+            request_bytes=None if wire is None else wire[1],
+        )
+    clear_dir(outdir)
+    return record
+
+
+class ListWatcher:
+    """Samples a list download: finished outputs in its directory and the child's RSS.
+
+    Called by :func:`run_process` every 10 ms; it looks every 0.1 s until the first output
+    exists, then every second (a directory of 100,000 names takes some ms to list).
+    """
+
+    def __init__(self, directory: Path, suffix: str) -> None:
+        self.directory = directory
+        self.suffix = suffix
+        self.samples: list[tuple[float, int, Optional[int]]] = []  # (s, done, VmRSS KiB)
+        self.first_file: Optional[float] = None
+        self._next = 0.0
+
+    def count(self) -> int:
+        """Finished outputs now (names ending in ``suffix``; ``.part`` files do not)."""
+        try:
+            with os.scandir(self.directory) as entries:
+                return sum(1 for entry in entries if entry.name.endswith(self.suffix))
+        except FileNotFoundError:
+            return 0
+
+    def __call__(self, pid: int, elapsed: float) -> None:
+        if elapsed < self._next:
+            return
+        done = self.count()
+        if done and self.first_file is None:
+            self.first_file = elapsed
+        self.samples.append((elapsed, done, proc_status_kib(pid, "VmRSS")))
+        self._next = elapsed + (0.1 if self.first_file is None else 1.0)
+
+    def rss_at(self, percent: int, total: int) -> Optional[float]:
+        """RSS (MiB) at the first sample with at least ``percent`` % of ``total`` done."""
+        for _elapsed, done, rss_kib in self.samples:
+            if rss_kib is not None and done * 100 >= percent * total:
+                return rss_kib * KiB / MiB
+        return None
+
+
+def verify_tiny_outputs(outdir: Path, count: int, body: bytes) -> Optional[str]:
+    """None if ``outdir`` holds ``count`` outputs of ``body`` and nothing else.
+
+    Sizes are checked for all; the contents of every 1,000th file.
+    """
+    sizes: dict[str, int] = {}
+    try:
+        with os.scandir(outdir) as entries:
+            for entry in entries:
+                sizes[entry.name] = entry.stat(follow_symlinks=False).st_size
+    except FileNotFoundError:
+        return "no output directory"
+    names = [f"{i:06d}.bin" for i in range(count)]
+    problems = []
+    missing = [name for name in names if name not in sizes]
+    if missing:
+        problems.append(f"{len(missing)} of {count} files missing ({_some(missing)})")
+    extra = sorted(sizes.keys() - set(names))
+    if extra:
+        problems.append(f"{len(extra)} leftover entries ({_some(extra)})")
+    wrong = [name for name in names if sizes.get(name, len(body)) != len(body)]
+    wrong += [
+        name
+        for name in names[::1000]
+        if name in sizes and name not in wrong and (outdir / name).read_bytes() != body
+    ]
+    if wrong:
+        problems.append(f"{len(wrong)} files differ ({_some(wrong)})")
+    return "; ".join(problems) or None
+
+
+def run_memory_once(scenario: MemoryScenario, tool: str, workdir: Path) -> Record:
+    """Run accel over the huge list once, sampling its memory."""
+    outdir = scenario.outbase / tool
+    clear_dir(outdir)
+    cmd = [
+        *(sys.executable, "-m", "accel", "-i", str(scenario.listfile)),
+        *("-j", str(scenario.jobs), "-q", "-d", str(outdir)),
+    ]
+    watcher = ListWatcher(outdir, ".bin")
+    mark = scenario.endpoint.mark()
+    try:
+        outcome = run_process(cmd, timeout=scenario.timeout(tool), env=child_env(), monitor=watcher)
+        done = watcher.count()
+        problem = (
+            verify_tiny_outputs(outdir, scenario.count, scenario.body)
+            if outcome.exit_code == 0
+            else None
+        )
+        sent, requests = scenario.endpoint.since(mark)
+    finally:
+        shutil.rmtree(outdir, ignore_errors=True)
+    error = _describe_failure(outcome, problem)
+    return Record(
+        ok=not error,
+        error=error,
+        wall=outcome.wall,
+        cpu=outcome.cpu,
+        rss=outcome.peak_rss_mib,
+        server_bytes=sent,
+        requests=requests,
+        files_done=done,
+        first_file=watcher.first_file,
+        rss_by_progress={
+            p: v for p in (10, 50, 90) if (v := watcher.rss_at(p, scenario.count)) is not None
+        },
+    )
+
+
+def run_one(scenario: AnyScenario, tool: str, workdir: Path) -> Record:
+    """One run of ``tool`` in ``scenario``, whatever its kind."""
+    if isinstance(scenario, ManyScenario):
+        return run_many_once(scenario, tool, workdir)
+    if isinstance(scenario, MemoryScenario):
+        return run_memory_once(scenario, tool, workdir)
+    return run_once(scenario, tool, workdir)
+
+
+def _record_summary(record: Record) -> str:
+    parts = [f"{record.wall:.2f} s wall", f"{record.cpu:.2f} s CPU"]
+    if record.files_done is not None:
+        parts.append(f"peak RSS {record.rss:.0f} MiB, {record.files_done} files done")
+    parts.append("ok" if record.ok else f"FAILED ({record.error})")
+    text = ", ".join(parts)
+    rerun = record.rerun
+    if rerun is not None:
+        text += f"; re-run {rerun.wall:.2f} s, {rerun.body_bytes} body bytes, "
+        text += f"{rerun.requests} requests" + ("" if rerun.ok else f", FAILED ({rerun.error})")
+    return text
+
+
+def run_scenario(scenario: AnyScenario, tools: Sequence[str], runs: int, workdir: Path) -> None:
     """Run every tool ``runs`` times, rotating the order each round (A/B interleaving)."""
     scenario.results = {tool: [] for tool in tools}
     for round_no in range(runs):
@@ -659,12 +1118,11 @@ def run_scenario(scenario: Scenario, tools: Sequence[str], runs: int, workdir: P
         for tool in order:
             log(f"scenario {scenario.key} round {round_no + 1}/{runs}: {tool}")
             try:
-                record = run_once(scenario, tool, workdir)
+                record = run_one(scenario, tool, workdir)
             except (OSError, subprocess.SubprocessError) as exc:
                 record = Record(ok=False, error=f"{type(exc).__name__}: {exc}")
             scenario.results[tool].append(record)
-            state = "ok" if record.ok else f"FAILED ({record.error})"
-            log(f"  {tool}: {record.wall:.2f} s wall, {record.cpu:.2f} s CPU, {state}")
+            log(f"  {tool}: {_record_summary(record)}")
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -788,6 +1246,133 @@ def scenario_table(scenario: Scenario) -> list[str]:
     return table(header, rows)
 
 
+def many_table(scenario: ManyScenario) -> list[str]:
+    """Markdown lines for scenario 5: the tools side by side, then accel's re-runs."""
+    count = len(scenario.fileset.files)
+    size = scenario.fileset.size
+    res = scenario.results
+
+    def med(records: Sequence[Record], attr: str) -> float:
+        return _median([getattr(r, attr) for r in _ok(records)])
+
+    header = ["tool", "ok runs", "wall s", "files/s", "MiB/s", "CPU s", "peak RSS MiB"]
+    header += ["requests", "server overhead MiB", "accel/peer wall", "accel/peer CPU"]
+    accel = res.get("accel", [])
+    accel_wall, accel_cpu = med(accel, "wall"), med(accel, "cpu")
+    rows = []
+    for tool, records in res.items():
+        good = _ok(records)
+        row = [
+            tool,
+            ok_cell(records),
+            stat([r.wall for r in good]),
+            stat([count / r.wall for r in good], "{:.0f}"),
+            stat([size / MiB / r.wall for r in good], "{:.1f}"),
+            stat([r.cpu for r in good]),
+            stat([r.rss for r in good], "{:.0f}"),
+            stat([float(r.requests) for r in good if r.requests is not None], "{:.0f}"),
+            stat([(r.server_bytes - size) / MiB for r in good if r.server_bytes is not None]),
+        ]
+        if tool == "accel":
+            row += ["-", "-"]
+        else:
+            row += [ratio(accel_wall, med(records, "wall")), ratio(accel_cpu, med(records, "cpu"))]
+        rows.append(row)
+    lines = table(header, rows)
+
+    if "accel" not in res:
+        return lines
+    reruns = [r.rerun for r in accel if r.rerun is not None]
+    good_reruns = [r for r in reruns if r.ok]
+    errors = sorted({r.error for r in reruns if not r.ok})
+    ok_text = f"{len(good_reruns)}/{len(reruns)}"
+    if not reruns:
+        ok_text += " (no successful accel run to repeat)"
+    if errors:
+        ok_text += " FAILED: " + "; ".join(e.replace("|", "/") for e in errors)[:200]
+
+    def per_file(values: Sequence[Optional[int]]) -> list[float]:
+        return [v / count for v in values if v is not None]
+
+    body = per_file([r.body_bytes for r in good_reruns])
+    wire = per_file([r.wire_bytes for r in good_reruns])
+    verdict = "-"
+    if wire or body:
+        worst = max(wire or body)
+        verdict = "met" if worst <= RERUN_TARGET else f"missed ({worst / RERUN_TARGET:.1f}x)"
+    rerun_header = [
+        "accel re-run",
+        "ok runs",
+        "wall s",
+        "CPU s",
+        "requests/file",
+        "body B/file",
+        "response B/file (with headers)",
+        "request B/file",
+        f"target <= {RERUN_TARGET} B/file",
+    ]
+    rerun_row = [
+        "same command, finished directory",
+        ok_text,
+        stat([r.wall for r in good_reruns]),
+        stat([r.cpu for r in good_reruns]),
+        stat(per_file([r.requests for r in good_reruns])),
+        stat(body, "{:.0f}"),
+        stat(wire, "{:.0f}"),
+        stat(per_file([r.request_bytes for r in good_reruns]), "{:.0f}"),
+        verdict,
+    ]
+    return [*lines, "", *table(rerun_header, [rerun_row])]
+
+
+def memory_table(scenario: MemoryScenario) -> list[str]:
+    """Markdown lines for scenario 6 (failed runs are shown too: their RSS still counts)."""
+    rows = []
+    for tool, records in scenario.results.items():
+        ran = [r for r in records if not math.isnan(r.wall)]
+        peak = _median([r.rss for r in ran])
+        verdict = "-"
+        if not math.isnan(peak):
+            verdict = "met" if peak <= RSS_TARGET_MIB else f"missed ({peak / RSS_TARGET_MIB:.2f}x)"
+
+        def rss_at(percent: int, ran: Sequence[Record] = ran) -> str:
+            values = [r.rss_by_progress[percent] for r in ran if percent in r.rss_by_progress]
+            return stat(values, "{:.0f}")
+
+        rows.append(
+            [
+                tool,
+                ok_cell(records),
+                stat([float(r.files_done) for r in ran if r.files_done is not None], "{:.0f}"),
+                stat([r.wall for r in ran]),
+                stat([(r.files_done or 0) / r.wall for r in ran], "{:.0f}"),
+                stat([r.cpu for r in ran]),
+                stat([r.first_file for r in ran if r.first_file is not None]),
+                " / ".join(rss_at(p) for p in (10, 50, 90)),
+                stat([r.rss for r in ran], "{:.1f}"),
+                verdict,
+                stat(
+                    [r.requests / scenario.count for r in ran if r.requests is not None],
+                    "{:.2f}",
+                ),
+            ]
+        )
+    header = [
+        "tool",
+        "ok runs",
+        "files done",
+        "wall s",
+        "files/s",
+        "CPU s",
+        "first file after s",
+        "RSS MiB at 10 / 50 / 90 % done",
+        "peak RSS MiB",
+        f"target <= {RSS_TARGET_MIB} MiB",
+        "requests/URL",
+    ]
+    return table(header, rows)
+
+
 def machine_lines() -> list[str]:
     """Markdown bullet list describing this machine."""
     cpu_model = "?"
@@ -828,13 +1413,24 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         description="Benchmark accel against curl, aria2c and axel on loopback servers.",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="small sizes (64/16/8 MiB) and 1 run: a smoke test"
+        "--quick",
+        action="store_true",
+        help="small sizes (64/16/8 MiB, 100 files, 2,000 URLs) and 1 run: a smoke test",
     )
     parser.add_argument("--runs", type=int, help="runs per tool and scenario (default 5; quick 1)")
     parser.add_argument(
         "--size-gib", type=float, help="size of the unthrottled file in GiB (default 1)"
     )
     parser.add_argument("-n", "--connections", type=int, default=8, help="connections (8)")
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=8, help="files at once in scenarios 5 and 6 (8)"
+    )
+    parser.add_argument(
+        "--files", type=int, help="files of 64 KiB in scenario 5 (default 1,000; quick 100)"
+    )
+    parser.add_argument(
+        "--urls", type=int, help="URLs in scenario 6 (default 100,000; quick 2,000)"
+    )
     parser.add_argument(
         "--tools",
         default=",".join(ALL_TOOLS),
@@ -843,7 +1439,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios",
         default=",".join(ALL_SCENARIOS),
-        help="comma-separated scenarios: 1 unthrottled, 2 throttled, 3 straggler, 4 resume",
+        help="comma-separated scenarios: 1 unthrottled, 2 throttled, 3 straggler, 4 resume, "
+        "5 many files, 6 huge list (memory); default: all",
     )
     parser.add_argument(
         "--throttle-server",
@@ -864,11 +1461,96 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
             parser.error(f"unknown scenario {key!r}; choose from {', '.join(ALL_SCENARIOS)}")
     if args.runs is None:
         args.runs = 1 if args.quick else 5
-    if args.runs < 1 or args.connections < 1:
-        parser.error("--runs and --connections must be positive")
+    if args.files is None:
+        args.files = 100 if args.quick else 1000
+    if args.urls is None:
+        args.urls = 2000 if args.quick else 100_000
+    if min(args.runs, args.connections, args.jobs, args.files, args.urls) < 1:
+        parser.error("--runs, --connections, --jobs, --files and --urls must be positive")
+    if args.urls > 1_000_000:
+        parser.error("--urls: at most 1,000,000")
     if args.size_gib is not None and args.size_gib <= 0:
         parser.error("--size-gib must be positive")
     return args
+
+
+def tiny_output_base(count: int) -> Optional[Path]:
+    """A tmpfs directory with room for ``count`` tiny outputs (about 5 KiB each), or None."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or not os.access(shm, os.W_OK | os.X_OK):
+        return None
+    try:
+        free = shutil.disk_usage(shm).free
+        inodes = os.statvfs(shm).f_favail
+    except OSError:
+        return None
+    if free < count * 8 * KiB + 256 * MiB or inodes < 2 * count:
+        return None
+    return shm
+
+
+def many_scenario(
+    args: argparse.Namespace, fileset: FileSet, endpoint: NginxEndpoint, workdir: Path
+) -> ManyScenario:
+    """Scenario 5 and its list file."""
+    count = len(fileset.files)
+    title = (
+        f"5. Many files: {count:,} x {MANY_FILE_SIZE // KiB} KiB, {args.jobs} at a time, "
+        "into an empty directory"
+    )
+    scenario = ManyScenario(
+        "5",
+        title,
+        fileset,
+        endpoint,
+        args.connections,
+        args.jobs,
+        workdir / "lists" / "many.txt",
+    )
+    write_list(scenario.listfile, scenario.urls)
+    return scenario
+
+
+def memory_scenario(
+    args: argparse.Namespace,
+    workdir: Path,
+    stack: contextlib.ExitStack,
+    endpoints: list[Endpoint],
+) -> MemoryScenario:
+    """Scenario 6: its own nginx serving one tiny file under every name, and the list."""
+    root = workdir / "tiny"
+    root.mkdir()
+    body = os.urandom(TINY_SIZE)
+    (root / "tiny.bin").write_bytes(body)
+    endpoint = NginxEndpoint(
+        root,
+        extra_location="            rewrite ^ /tiny.bin break;",
+        note=f", every path served from one {TINY_SIZE}-byte file",
+    )
+    endpoints.append(endpoint)
+    shm = tiny_output_base(args.urls)
+    outbase = workdir / "tiny-out"
+    if shm is not None:
+        outbase = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="accel-bench-", dir=shm))
+        )
+    title = (
+        f"6. Huge list: {args.urls:,} URLs of distinct {TINY_SIZE}-byte files, "
+        f"{args.jobs} at a time (memory)"
+    )
+    listfile = workdir / "lists" / "huge.txt"
+    write_list(listfile, [endpoint.url(f"u/{i:06d}.bin") for i in range(args.urls)])
+    return MemoryScenario(
+        "6",
+        title,
+        args.urls,
+        endpoint,
+        args.jobs,
+        listfile,
+        outbase,
+        body,
+        list_bytes=listfile.stat().st_size,
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -911,18 +1593,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     base.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(base).free
     want = sum(needed.values()) + max(needed.values(), default=0) + 256 * MiB
+    if "5" in args.scenarios:
+        want += 2 * args.files * (MANY_FILE_SIZE + 4 * KiB)
+    if "6" in args.scenarios and tiny_output_base(args.urls) is None:
+        want += args.urls * 8 * KiB
     if free < want:
         log(f"not enough space in {base}: {free / GiB:.1f} GiB free, {want / GiB:.1f} needed")
         return 2
 
     started = datetime.datetime.now().astimezone()
     endpoints: list[Endpoint] = []
-    scenarios: list[Scenario] = []
+    scenarios: list[AnyScenario] = []
+    plan: list[tuple[AnyScenario, list[str], int]] = []  # scenario, its tools, runs
     interrupted = False
-    with tempfile.TemporaryDirectory(prefix="accel-bench-", dir=base) as tmp:
-        workdir = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        workdir = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="accel-bench-", dir=base))
+        )
         datadir = workdir / "data"
         datadir.mkdir()
+        (workdir / "lists").mkdir()
         try:
             files: dict[str, DataFile] = {}
             names = {"1": "unthrottled.bin", "2": "throttled.bin", "3": "straggler.bin"}
@@ -930,10 +1620,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 log(f"writing {size / MiB:.0f} MiB of random data to {names[key]}")
                 files[key] = make_file(datadir / names[key], size)
 
+            fileset: Optional[FileSet] = None
+            if "5" in args.scenarios and have_nginx:
+                log(f"writing {args.files} files of {MANY_FILE_SIZE // KiB} KiB")
+                fileset = make_fileset(datadir, "many", args.files, MANY_FILE_SIZE)
+
             plain: Optional[Endpoint] = None
             throttled: Optional[Endpoint] = None
             if have_nginx:
-                plain = NginxEndpoint(datadir)
+                plain = NginxEndpoint(datadir, wire_log=workdir / "nginx-wire.log")
                 endpoints.append(plain)
             elif have_fault:
                 plain = FaultEndpoint(list(files.values()))
@@ -978,12 +1673,35 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     scenarios.append(
                         Scenario(key, title, files["2"], throttled, n, rate=RATE, resume=True)
                     )
+                elif key == "5" and isinstance(plain, NginxEndpoint) and fileset is not None:
+                    scenarios.append(many_scenario(args, fileset, plain, workdir))
+                elif key == "6" and have_nginx:
+                    scenarios.append(memory_scenario(args, workdir, stack, endpoints))
+                elif key in ("5", "6"):
+                    notes.append(f"scenario {key} skipped: it needs nginx ({why_nginx})")
                 else:
                     notes.append(f"scenario {key} skipped: no server for it")
 
             for scenario in scenarios:
+                if isinstance(scenario, ManyScenario):
+                    chosen = []
+                    for tool in tools:
+                        ok, why = list_tool_available(tool)
+                        if ok:
+                            chosen.append(tool)
+                        else:
+                            notes.append(f"{tool} not run in scenario {scenario.key}: {why}")
+                    plan.append((scenario, chosen, args.runs))
+                elif isinstance(scenario, MemoryScenario):
+                    if "accel" in tools:
+                        plan.append((scenario, ["accel"], 1))
+                    else:
+                        notes.append(f"scenario {scenario.key} skipped: it measures accel only")
+                else:
+                    plan.append((scenario, tools, args.runs))
+            for scenario, chosen, runs in plan:
                 log(f"--- {scenario.title}")
-                run_scenario(scenario, tools, args.runs, workdir)
+                run_scenario(scenario, chosen, runs, workdir)
         except KeyboardInterrupt:
             log("interrupted; reporting what has been measured")
             notes.append("the benchmark was interrupted")
@@ -993,7 +1711,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 with contextlib.suppress(Exception):
                     endpoint.stop()
 
-    lines = render(args, tools, scenarios, notes, started)
+    lines = render(args, tools, [entry[0] for entry in plan], notes, started)
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
     if args.out:
@@ -1002,10 +1720,54 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 130 if interrupted else 0
 
 
+def many_text(scenario: ManyScenario) -> list[str]:
+    """Description and tables of scenario 5."""
+    tools = scenario.results.keys()
+    commands = {
+        "accel": f"accel -i LIST -j {scenario.jobs} -n {scenario.conns} -d DIR -q",
+        "curl": f"curl --no-progress-meter -f -Z --parallel-max {scenario.jobs} "
+        "--remote-name-all --output-dir DIR -K CONFIG (one url line per file)",
+        "aria2c": f"aria2c --no-conf -q -i LIST -j {scenario.jobs} -d DIR "
+        "--allow-overwrite=true --auto-file-renaming=false --file-allocation=none",
+    }
+    lines = [
+        "Commands: " + "; ".join(f"`{commands[t]}`" for t in tools if t in commands) + ".",
+        "Every run starts in an empty directory; afterwards all files are hashed and any "
+        "other entry left in the directory fails the run. Issue 11 targets: wall <= 1.5x "
+        "curl's, CPU <= 1.0x aria2c's.",
+        "",
+        *many_table(scenario),
+    ]
+    if "accel" in scenario.results:
+        lines += [
+            "",
+            "Re-run: after each successful accel run, the same command again on the "
+            "finished directory (files checked again). Body bytes are nginx's "
+            "$body_bytes_sent, responses with headers its $bytes_sent, requests its "
+            "$request_length; per file of the list.",
+        ]
+    return lines
+
+
+def memory_text(scenario: MemoryScenario) -> list[str]:
+    """Description and table of scenario 6."""
+    where = "tmpfs (/dev/shm)" if str(scenario.outbase).startswith("/dev/shm") else "--tmpdir"
+    return [
+        f"Command: `accel -i LIST -j {scenario.jobs} -q -d DIR` with {scenario.count:,} "
+        f"URLs /u/000000.bin, /u/000001.bin, ... (list file "
+        f"{scenario.list_bytes / MiB:.1f} MiB); outputs in {where}. "
+        "Peak RSS = highest VmHWM seen (polled every 10 ms); RSS at x % = VmRSS when "
+        "that share of the outputs existed (sampled every second). One run; a failed or "
+        f"timed-out run still shows its figures. Target: peak RSS <= {RSS_TARGET_MIB} MiB.",
+        "",
+        *memory_table(scenario),
+    ]
+
+
 def render(
     args: argparse.Namespace,
     tools: Sequence[str],
-    scenarios: Sequence[Scenario],
+    scenarios: Sequence[AnyScenario],
     notes: Sequence[str],
     started: datetime.datetime,
 ) -> list[str]:
@@ -1013,9 +1775,10 @@ def render(
     lines = [
         "# accel benchmark",
         "",
-        f"{started:%Y-%m-%d %H:%M %Z}; {args.runs} run(s) per tool and scenario, tools "
-        "interleaved (order rotates every round); cells are median (min..max) over the "
-        "successful runs; every output was checked by size and SHA-256; all traffic on "
+        f"{started:%Y-%m-%d %H:%M %Z}; {args.runs} run(s) per tool and scenario (the huge "
+        "list: one), tools interleaved (order rotates every round); cells are median "
+        "(min..max) over the successful runs; every output was checked by size and SHA-256 "
+        "(the huge list: sizes, and contents of every 1,000th file); all traffic on "
         "127.0.0.1.",
         "",
         "## Machine",
@@ -1028,8 +1791,16 @@ def render(
     for tool in tools:
         n = tool_connections(tool, args.connections)
         lines.append(f"- {tool}: {tool_version(tool)}; {n} connection(s)")
-    for scenario in scenarios:
-        lines += ["", f"## {scenario.title}", "", f"Server: {scenario.endpoint.description}."]
+    for any_scenario in scenarios:
+        lines += ["", f"## {any_scenario.title}", ""]
+        lines.append(f"Server: {any_scenario.endpoint.description}.")
+        if isinstance(any_scenario, ManyScenario):
+            lines += many_text(any_scenario)
+            continue
+        if isinstance(any_scenario, MemoryScenario):
+            lines += memory_text(any_scenario)
+            continue
+        scenario = any_scenario
         if isinstance(scenario.endpoint, NginxEndpoint) and scenario.rate is not None:
             lines.append(
                 "Note: nginx lets every request send one second's worth (limit_rate bytes) "

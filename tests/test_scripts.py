@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO, accel_env, sha256
+from tests.nginx import nginx_binary
 from tests.server import FaultServer, make_data
 
 MANAGER = REPO / "scripts" / "manager.py"
@@ -68,12 +69,15 @@ def test_manager_shares_one_rate_limit(server: FaultServer, tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_bench_quick_smoke(tmp_path: Path) -> None:
-    """The benchmark runs end to end (one small scenario) and prints its table with ratios."""
+    """The benchmark runs end to end and prints its tables with ratios: one big file, then
+    (with nginx) many small files with accel's re-run, and the huge list's memory."""
     proc = run_script(
         str(BENCH),
         "--quick",
         "--scenarios",
-        "1",
+        "1,5,6",
+        "--urls",
+        "500",
         "--tools",
         "accel,curl",
         "--throttle-server",
@@ -89,3 +93,10 @@ def test_bench_quick_smoke(tmp_path: Path) -> None:
     report = (tmp_path / "bench.md").read_text()
     assert "| accel |" in report and "| curl |" in report
     assert "accel/peer" in report
+    if nginx_binary() is None:
+        assert "scenario 5 skipped" in report and "scenario 6 skipped" in report
+    else:
+        assert "## 5. Many files: 100 x 64 KiB" in report
+        assert "| same command, finished directory |" in report  # accel's re-run
+        assert "## 6. Huge list: 500 URLs" in report
+        assert "peak RSS MiB" in report

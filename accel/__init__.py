@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+# First of all: a Ctrl-C while the accel command imports the rest exits 130 quietly.
+from . import _startup  # noqa: F401  isort: skip
+
 import logging
 import os
 from pathlib import Path
@@ -14,6 +17,7 @@ from typing import Any, Union
 from .downloader import Downloader
 from .events import (
     AlreadyComplete,
+    Cancelled,
     Completed,
     Event,
     Failed,
@@ -58,6 +62,7 @@ def download(url: str, output: Union[str, os.PathLike[str], None] = None, **opti
 __all__ = [
     "AccelError",
     "AlreadyComplete",
+    "Cancelled",
     "CancelledError",
     "Completed",
     "Downloader",

@@ -3,14 +3,19 @@
 The list of URLs (command line, then ``-i FILE``) is read lazily, so 100,000 lines start
 at once and cost little memory: at most ``-j`` downloads exist at a time. The main thread
 alone draws progress and handles signals; the downloads' callbacks only queue messages.
+On a terminal the library's log records go through the same queue, so that they are printed
+above the live progress lines instead of through them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -20,9 +25,10 @@ from .downloader import Downloader
 from .exceptions import AccelError, CancelledError, UsageError
 from .exitcodes import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, exit_code_for
 from .manager import Manager
-from .progress import Reporter, TotalBar
+from .names import name_from_url
+from .progress import Reporter, Screen, TotalBar
 from .transport import check_url
-from .units import human_size
+from .units import human_rate, human_size
 
 #: Seconds to wait for downloads to save their state after Ctrl-C before exiting anyway.
 SIGNAL_GRACE = 1.8
@@ -112,6 +118,23 @@ class JobList:
         return self._entries
 
 
+class _QueueLines(logging.Handler):
+    """A log handler that queues each formatted record for the main thread to print."""
+
+    def __init__(self, messages: queue.Queue[Tuple[int, str, Any]], like: logging.Handler):
+        super().__init__(like.level)
+        self.messages = messages
+        self.setFormatter(like.formatter)
+        for f in like.filters:
+            self.addFilter(f)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.messages.put((0, "log", self.format(record)))
+        except Exception:  # pragma: no cover - as logging.Handler does
+            self.handleError(record)
+
+
 def _count_entries(name: str) -> int:
     """Lines of ``name`` that name a URL (not blank, not a comment), without keeping them."""
     with open(name, encoding="utf-8") as f:
@@ -163,6 +186,9 @@ class Runner:
         self.messages: queue.Queue[Tuple[int, str, Any]] = queue.Queue()
         self.active: Dict[int, Tuple[Downloader, Reporter]] = {}
         self.stopping = False
+        self.screen: Optional[Screen] = None
+        if self.tty and not args.quiet:
+            self.screen = Screen(stream)
         self.total: Optional[TotalBar] = None
         self.seen = self.ok = self.failed = 0
         self.first_failure = EXIT_OK
@@ -177,10 +203,17 @@ class Runner:
         quiet = self.args.quiet
         # Only what is shown is sent: no bar, no progress; -q, no events either.
         bars = self.tty and not quiet
+        output, directory = self.args.output, None
+        if output and output.endswith(("/", os.sep)):
+            # "-o newdir/" is a directory, created as -d creates one; the server names the file.
+            base = self.args.dir
+            directory = os.path.join(base, output) if base else output
+            output = None
         try:
             downloader = self.manager.add(
                 job.url,
-                self.args.output,
+                output,
+                directory=directory,
                 mirrors=job.mirrors,
                 on_event=None if quiet else (lambda e: put((index, "event", e))),
                 on_progress=(lambda n: put((index, "progress", n))) if bars else None,
@@ -193,18 +226,42 @@ class Runner:
             bar=self.tty,
             quiet=self.args.quiet,
             snapshot=downloader.progress,
-            position=len(self.active) + (1 if self.total else 0),
+            label=self._label(job),
+            screen=self.screen,
         )
         self.active[index] = (downloader, reporter)
         downloader.add_done_callback(lambda d: put((index, "done", None)))
 
-    def _failed(self, exc: BaseException, code: Optional[int] = None) -> None:
+    def _label(self, job: Job) -> str:
+        """The name shown for ``job`` until the download knows its file's name."""
+        output = self.args.output
+        if output and not output.endswith(("/", os.sep)) and not os.path.isdir(output):
+            return os.path.basename(str(output))
+        return name_from_url(job.url)
+
+    def _say(self, text: str) -> None:
+        """Print a line (above the live progress lines on a terminal)."""
+        if self.screen is not None:
+            self.screen.message(text)
+        else:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def _failed(
+        self, exc: BaseException, code: Optional[int] = None, reporter: Optional[Reporter] = None
+    ) -> None:
         self.failed += 1
         if isinstance(exc, CancelledError):
-            self.stream.write(f"\naccel: {exc}\n")
+            label = reporter.label if reporter is not None else "download"
+            if reporter is None or reporter.resumable:
+                self._say(f"accel: interrupted: {label}: run the same command again to resume")
+            else:
+                self._say(
+                    f"accel: interrupted: {label}: the server cannot resume it, so the next "
+                    "run starts over"
+                )
         else:
-            self.stream.write(f"accel: error: {exc}\n")
-        self.stream.flush()
+            self._say(f"accel: error: {exc}")
         if self.first_failure == EXIT_OK:
             self.first_failure = exit_code_for(exc) if code is None else code
 
@@ -212,11 +269,11 @@ class Runner:
         """Run every job; return the first failure's exit code (0 if none)."""
         started = time.monotonic()
         many = self.jobs.expected is None or self.jobs.expected > 1
-        if self.tty and many and self.args.jobs > 1 and not self.args.quiet:
-            self.total = TotalBar(self.stream, self.jobs.expected)
+        if self.screen is not None and many and self.args.jobs > 1:
+            self.total = TotalBar(self.stream, self.jobs.expected, screen=self.screen)
         entries = iter(self.jobs)
         exhausted = False
-        with Signals(self._cancel_all) as signals:
+        with Signals(self._cancel_all) as signals, self._logs_above():
             while True:
                 while not (exhausted or self.stopping) and len(self.active) < self.args.jobs:
                     entry = next(entries, None)
@@ -229,6 +286,7 @@ class Runner:
                     else:
                         self.seen += 1
                         self._start(self.seen, entry)
+                        self._count_done()
                 if not self.active and (exhausted or self.stopping):
                     break
                 if self.stopping and signals.elapsed() > SIGNAL_GRACE:
@@ -237,8 +295,14 @@ class Runner:
                     break
                 self._pump(timeout=0.1)
                 self._collect(signals)
+                for _, reporter in self.active.values():
+                    reporter.tick()
+                if self.screen is not None:
+                    self.screen.refresh()
         if self.total is not None:
             self.total.close()
+        if self.screen is not None:
+            self.screen.close()
         self.manager.close(wait=signals.signum is None)
         if signals.signum is not None:
             return EXIT_SIGTERM if signals.signum == signal.SIGTERM else EXIT_SIGINT
@@ -257,8 +321,30 @@ class Runner:
                 self.ok += 1
             else:
                 sigterm = isinstance(error, CancelledError) and signals.signum == signal.SIGTERM
-                self._failed(error, EXIT_SIGTERM if sigterm else None)
+                self._failed(error, EXIT_SIGTERM if sigterm else None, reporter)
             self._count_done()
+
+    @contextlib.contextmanager
+    def _logs_above(self) -> Iterator[None]:
+        """On a terminal, send the ``accel`` logger's terminal output through the queue, to
+        be printed above the progress lines by the main thread."""
+        logger = logging.getLogger("accel")
+        if self.screen is None:
+            yield
+            return
+        saved = list(logger.handlers)
+        swapped: List[logging.Handler] = []
+        for handler in saved:
+            stream = getattr(handler, "stream", None)
+            if isinstance(handler, logging.StreamHandler) and stream in (self.stream, sys.stderr):
+                swapped.append(_QueueLines(self.messages, handler))
+            else:
+                swapped.append(handler)
+        logger.handlers[:] = swapped
+        try:
+            yield
+        finally:
+            logger.handlers[:] = saved
 
     def _count_done(self) -> None:
         if self.total is not None:
@@ -268,11 +354,10 @@ class Runner:
     def _summary(self, elapsed: float) -> None:
         received = self.manager.progress().received
         rate = received / elapsed if elapsed > 0 else 0.0
-        self.stream.write(
+        self._say(
             f"accel: {self.seen} files: {self.ok} ok, {self.failed} failed; "
-            f"{human_size(received)} in {elapsed:.1f}s ({human_size(rate)}/s)\n"
+            f"{human_size(received)} in {elapsed:.1f}s ({human_rate(rate)})"
         )
-        self.stream.flush()
 
     def _pump(self, timeout: float) -> None:
         """Deliver queued callbacks to the reporters (main thread only)."""
@@ -282,6 +367,8 @@ class Runner:
             return
         while True:
             index, kind, payload = item
+            if kind == "log":
+                self._say(payload)
             entry = self.active.get(index)
             if entry is not None:
                 reporter = entry[1]

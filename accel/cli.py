@@ -16,6 +16,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import urllib3
 
+from ._startup import exit_quietly_on_signals, leave
 from .batch import JobList, Runner
 from .config import ConfigError, as_argv, config_path, read_config
 from .exceptions import UsageError
@@ -28,19 +29,35 @@ from .exitcodes import (  # noqa: F401 - the command line's exit codes, re-expor
     EXIT_OK,
     EXIT_SIGINT,
     EXIT_SIGTERM,
+    EXIT_TOO_LARGE,
     EXIT_USAGE,
     EXIT_VERIFY,
     exit_code_for,
 )
 from .limits import parse_rate
 from .manager import Manager
-from .options import MAX_CONNECTIONS, Options
+from .options import MAX_CONNECTIONS, Options, speed_limit
+from .units import parse_size
 from .verify import parse_checksum
 from .version import __version__
 
 log = logging.getLogger("accel")
 
 EPILOG = f"""\
+examples:
+  accel https://example.org/big.iso     8 connections, saves ./big.iso
+  accel URL -n 16 -o disk.img           16 connections, saves disk.img
+  accel URL -o downloads/               saves into downloads/ (created) under its name
+  accel -i urls.txt -j 3 -d downloads   a list of URLs, 3 files at a time
+  accel --demo                          a local demonstration (needs no network)
+
+progress on a terminal, one line per file (and a total line with -j):
+  big.iso  42% |=====     | 84.0/200.0 MiB  12.5 MiB/s  ETA 0:09  8 conn [##>>..]
+  segment map: '#' written, '>' in flight, '.' missing
+
+sizes and rates: K, M, G mean KiB, MiB, GiB (powers of 1024); output uses the same
+units (KiB, MiB/s).
+
 exit codes:
   0    success (or the file was already complete)
   1    other failure (e.g. the remote file kept changing)
@@ -48,7 +65,9 @@ exit codes:
   3    network error after retries (DNS, refused, reset, timeout)
   4    HTTP error status (or a refused https->http redirect)
   5    verification failed (checksum mismatch, mirrors disagree)
-  6    local file problem (cannot create or write, disk full, file in the way, locked)
+  6    local file problem (cannot create or write, disk full, file in the way, locked,
+       a missing directory)
+  7    refused: the remote file is larger than --max-filesize
   130  interrupted by Ctrl-C (143 for SIGTERM); run the same command again to resume
 
 config file: {config_path()} (or $ACCEL_CONFIG), lines of 'option = value'
@@ -62,7 +81,7 @@ _FLAGS = ("force", "quiet", "insecure", "fsync")
 #: Long options that count (``verbose = 2`` in the config file means -vv).
 _COUNTS = ("verbose",)
 #: Long options the config file may not set.
-_NOT_IN_CONFIG = ("help", "version", "output", "input-file")
+_NOT_IN_CONFIG = ("help", "version", "output", "input-file", "demo")
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -71,11 +90,18 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def _type(convert: Any, what: str) -> Any:
+    """An argparse ``type`` that says what is wrong once, in accel's words."""
+
     def parse(text: str) -> Any:
         try:
             return convert(text)
-        except (ValueError, UsageError) as exc:
-            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: {exc}") from None
+        except UsageError as exc:  # accel's own message already names the value
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        except ValueError as exc:
+            reason = str(exc)
+            if reason.startswith(("invalid literal", "could not convert")):  # int(), float()
+                raise argparse.ArgumentTypeError(f"invalid {what} {text!r}") from None
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: {reason}") from None
 
     parse.__name__ = what
     return parse
@@ -121,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("urls", nargs="*", metavar="URL", help="http:// or https:// URLs to download")
     p.add_argument("--version", action="version", version=f"accel {__version__}")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="show what accel does on a local server: 1 vs 8 connections, an interrupted "
+        "and resumed download, a checksum (no network needed, about 10 s)",
+    )
 
     g = p.add_argument_group("input and output")
     g.add_argument("-o", "--output", metavar="FILE", help="write to FILE (one URL only)")
@@ -146,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--max-filesize",
-        type=_type(parse_rate, "size"),  # the same K/M/G suffixes
+        type=_type(parse_size, "size"),
         metavar="SIZE",
         help="refuse files larger than SIZE (K/M/G suffixes)",
     )
@@ -190,6 +222,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULTS.retry.attempts,
         metavar="N",
         help=f"retries of a failing range before giving up (default: {DEFAULTS.retry.attempts})",
+    )
+    g.add_argument(
+        "--speed-limit",
+        type=_type(lambda text: speed_limit(text, "speed limit"), "speed limit"),
+        default=DEFAULTS.low_speed_limit,
+        metavar="BYTES",
+        help="low-speed floor in bytes/s (K/M suffixes): a connection below it for "
+        "--speed-time is replaced, a download below it stops with exit 3 "
+        f"(default: {DEFAULTS.low_speed_limit}; 0: off)",
+    )
+    g.add_argument(
+        "--speed-time",
+        type=_type(_positive, "speed time"),
+        default=DEFAULTS.low_speed_time,
+        metavar="SECONDS",
+        help=f"how long below --speed-limit counts as too slow "
+        f"(default: {DEFAULTS.low_speed_time:g})",
     )
     g.add_argument(
         "--max-per-host",
@@ -259,6 +308,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     try:
         args = parse_args(sys.argv[1:] if argv is None else list(argv))
+        if args.demo:
+            from .demo import main as demo
+
+            return demo()
         jobs = JobList(args, sys.stdin)
     except UsageError as exc:
         sys.stderr.write(f"accel: error: {exc}\n")
@@ -285,6 +338,7 @@ def _manager(args: Any) -> Manager:
         headers.append(("User-Agent", args.user_agent))
     return Manager(
         jobs=args.jobs,
+        track=False,  # the runner follows each download with a done callback
         directory=args.dir,
         max_per_host=args.max_per_host,
         connections=args.connections,
@@ -297,9 +351,21 @@ def _manager(args: Any) -> Manager:
         limit_rate=args.limit_rate,
         max_filesize=args.max_filesize,
         fsync=args.fsync,
+        low_speed_limit=args.speed_limit,
+        low_speed_time=args.speed_time,
     )
 
 
 def main_entry() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point (and ``python -m accel``).
+
+    Ctrl-C at any moment exits 130 (SIGTERM 143) with no traceback: while downloads run,
+    the runner's handlers save their state first; before and after, nothing is left to
+    save and the process exits at once (see :mod:`accel._startup`).
+    """
+    exit_quietly_on_signals()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # only if a signal handler of another kind was in place
+        code = EXIT_SIGINT
+    leave(code)

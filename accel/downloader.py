@@ -10,6 +10,7 @@ what), :mod:`accel.worker` (one connection's loop) and :mod:`accel.commit` (the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -53,6 +54,10 @@ SessionFactory = Callable[[], requests.Session]
 
 class _Again(Exception):
     """Try again at once, e.g. under the name the server gave (not a restart)."""
+
+
+class _Discarded(CancelledError):
+    """Cancelled, and the partial file was removed: without ranges it could not resume."""
 
 
 class Downloader(DownloadFuture):
@@ -129,20 +134,37 @@ class Downloader(DownloadFuture):
                 path = self._run()
             except OSError as exc:  # a local file problem not caught where it happened
                 raise local_error(exc, "local file error") from exc
+        except CancelledError as exc:
+            # A cancel is not a failure; and the message is the library's, not the CLI's.
+            resumable = not isinstance(exc, _Discarded)
+            error = CancelledError(
+                "download cancelled; what was recorded is kept for a new Downloader to resume"
+                if resumable and str(exc) != "cancelled"
+                else str(exc)
+            )
+            self._emit(ev.Cancelled(str(error), resumable=resumable))
+            raise error from None
         except AccelError as exc:
             self._emit(ev.Failed(exc))
             raise
         return path
 
     def progress(self) -> Optional[ev.Progress]:
-        """A snapshot of the running transfer, or None before it starts."""
+        """A snapshot of the running transfer, or None before it starts.
+
+        A complete download reports rate 0 and ETA 0.
+        """
         transfer = self._transfer
-        return transfer.snapshot() if transfer else self._last
+        snap = transfer.snapshot() if transfer else self._last
+        if snap is not None and self.path is not None:  # complete: nothing moves any more
+            snap = dataclasses.replace(snap, rate=0.0, eta=0.0)
+        return snap
 
     def _settle(self) -> None:
         transfer, self._transfer = self._transfer, None
         if transfer is not None:  # a finished download keeps its numbers, not its engine
             self._last = transfer.snapshot()
+        self._ctx = self._completion = None
 
     def __repr__(self) -> str:
         state_ = "done" if self.done else ("running" if self._thread else "new")
@@ -207,7 +229,8 @@ class Downloader(DownloadFuture):
         return self._ctx
 
     def _target(self) -> Path:
-        """The output path, as far as it is known before the probe."""
+        """The output path, as far as it is known before the probe (an existing directory
+        as ``output`` means "inside it", under the server's name)."""
         out = self._output
         base = self._directory or Path(".")
         if out is not None:
@@ -263,7 +286,9 @@ class Downloader(DownloadFuture):
             except OSError as exc:
                 raise local_error(exc, f"cannot create directory {self._directory}") from exc
         if not dest.parent.is_dir():
-            raise LocalFileError(f"cannot save into {dest.parent}: not a directory")
+            if os.path.lexists(dest.parent):
+                raise LocalFileError(f"cannot save into {dest.parent}: not a directory")
+            raise LocalFileError(f"directory {dest.parent} does not exist")
         side = state.sidecar_path(part)
         with contextlib.ExitStack() as stack:
             stack.enter_context(FileLock(part.with_name(part.name + ".lock")))
@@ -307,7 +332,20 @@ class Downloader(DownloadFuture):
                 return self._complete_already(dest)
             if look and first.response is None:
                 raise _Again()  # the file went away meanwhile: probe for the download
-            return self._transfer_all(first, dest, part, side, record, segments)
+            try:
+                return self._transfer_all(first, dest, part, side, record, segments)
+            except CancelledError:
+                validators = remote.validators
+                resumable = remote.ranges and remote.size is not None and validators.resumable
+                if record is None and not resumable:
+                    # A later run starts over anyway: a full-size .part would only mislead.
+                    with contextlib.suppress(OSError):
+                        part.unlink()
+                    raise _Discarded(
+                        "download cancelled; the server does not support resuming it, so the "
+                        "partial file was removed"
+                    ) from None
+                raise
 
     def _load_record(self, side: Path) -> Optional[state.Record]:
         if not side.exists() and not side.is_symlink():
@@ -404,6 +442,8 @@ class Downloader(DownloadFuture):
                 size,
                 sum(s.written for s in segments),
                 self.options.connections if ranged else 1,
+                ranged=bool(ranged),
+                resumable=bool(resumable),
             )
         )
         try:
@@ -457,7 +497,9 @@ class Downloader(DownloadFuture):
             state.remove(side)  # a sidecar may exist: an earlier run's, or this one's
         self.path = dest
         self._emit(ev.Completed(dest, size))
-        log.info("saved %s (%d bytes)", dest, size)
+        # Debug only: a program that wants a line for it has the Completed event (the CLI
+        # prints one), so -v does not say it twice.
+        log.debug("saved %s (%d bytes)", dest, size)
         return dest
 
 

@@ -18,13 +18,20 @@ class Event:
 
 @dataclass(frozen=True)
 class Started(Event):
-    """The transfer begins: ``resumed`` bytes were already on disk from an earlier run."""
+    """The transfer begins: ``resumed`` bytes were already on disk from an earlier run.
+
+    ``ranged``: the server serves byte ranges (False: one connection, one stream from the
+    first byte). ``resumable``: an interruption can be resumed later (ranges and a strong
+    validator); False means a later run starts over.
+    """
 
     url: str
     path: Path
     size: Optional[int]
     resumed: int
     connections: int
+    ranged: bool = True
+    resumable: bool = True
 
 
 @dataclass(frozen=True)
@@ -69,14 +76,32 @@ class Completed(Event):
 
 @dataclass(frozen=True)
 class Failed(Event):
-    """The download stopped with ``error`` (its state is saved when resumable)."""
+    """The download stopped with ``error`` (its state is saved when resumable).
+
+    A cancel is not a failure: it ends with :class:`Cancelled` instead.
+    """
 
     error: BaseException
 
 
 @dataclass(frozen=True)
+class Cancelled(Event):
+    """The download was cancelled (:meth:`accel.Downloader.cancel`, or its Manager's).
+
+    ``resumable``: what was written is kept and a new :class:`~accel.Downloader` for the
+    same file resumes it; False when nothing useful could be kept (a server without ranges:
+    the partial file was removed, so a new download starts over). ``message`` says which.
+    """
+
+    message: str
+    resumable: bool = True
+
+
+@dataclass(frozen=True)
 class Progress:
-    """A snapshot of a running download."""
+    """A snapshot of a download: bytes ``written`` of ``total`` (None: unknown), the
+    current ``rate`` in bytes/s, the ``eta`` in seconds (None: unknown), the number of live
+    ``connections`` and the segment map. A finished download reports rate 0 and ETA 0."""
 
     written: int
     total: Optional[int]

@@ -15,7 +15,7 @@ exit code (``accel.cli.EXIT_CODES``)::
     ├── LocalFileError               (exit 6) cannot create/write/rename; disk full; unsafe path
     │   ├── OutputExistsError                 an unrelated file is in the way (use force)
     │   ├── InsufficientSpaceError            not enough free space for the file
-    │   ├── FileTooLargeError                 the file is larger than max_filesize allows
+    │   ├── FileTooLargeError        (exit 7) the remote file is larger than max_filesize
     │   └── LockedError                       another process is downloading to the same file
     └── CancelledError               (exit 130) the download was cancelled; its state is saved
 """

@@ -7,6 +7,7 @@ from typing import Dict, Type
 from .exceptions import (
     AccelError,
     CancelledError,
+    FileTooLargeError,
     HTTPError,
     LocalFileError,
     NetworkError,
@@ -21,6 +22,8 @@ EXIT_NETWORK = 3
 EXIT_HTTP = 4
 EXIT_VERIFY = 5
 EXIT_LOCAL = 6
+#: The remote file is larger than --max-filesize: refused before anything is written.
+EXIT_TOO_LARGE = 7
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -31,6 +34,7 @@ EXIT_CODES: Dict[Type[BaseException], int] = {
     HTTPError: EXIT_HTTP,
     VerificationError: EXIT_VERIFY,
     LocalFileError: EXIT_LOCAL,
+    FileTooLargeError: EXIT_TOO_LARGE,
     CancelledError: EXIT_SIGINT,
     AccelError: EXIT_FAILURE,
 }

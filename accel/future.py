@@ -49,6 +49,7 @@ class DownloadFuture:
     """A download's outcome and life cycle; subclasses implement :meth:`run` and ``_emit``."""
 
     __slots__ = (
+        "__weakref__",
         "_callbacks",
         "_cancel",
         "_cancel_requested",
@@ -83,7 +84,10 @@ class DownloadFuture:
         """Run the download in a background thread and return at once.
 
         Callbacks then run on that thread. Use :meth:`wait`, :attr:`done`,
-        :meth:`result` and :meth:`exception` to follow it.
+        :meth:`result` and :meth:`exception` to follow it. A download runs once: a second
+        ``start()`` raises :class:`RuntimeError`, also after a cancel. To resume a
+        cancelled (or failed) download, make a new :class:`~accel.Downloader` for the same
+        URL and file: it continues from what the first one saved.
         """
         if self._listener is not None:
             raise RuntimeError("this Downloader is run by a Manager")
@@ -113,7 +117,7 @@ class DownloadFuture:
     def _abandon(self) -> None:
         """End a queued download that never started: cancelled, with nothing to save."""
         self._error = CancelledError("cancelled before it started")
-        self._emit(ev.Failed(self._error))
+        self._emit(ev.Cancelled(str(self._error)))
         self._end()
 
     def _end(self) -> None:

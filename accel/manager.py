@@ -68,6 +68,11 @@ class Manager:
 
     Used as a context manager, leaving the block waits for every download (like
     :class:`concurrent.futures.ThreadPoolExecutor`); an exception in the block cancels them.
+
+    ``track`` keeps every ended download until :meth:`as_completed` yields it. For an
+    unbounded stream of downloads followed with :meth:`~accel.Downloader.add_done_callback`
+    instead, pass ``track=False``: the Manager then forgets a download when it ends, and
+    memory stays bounded however many are added.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class Manager:
         options: Optional[Options] = None,
         session_factory: Optional[SessionFactory] = None,
         on_event: Optional[Callable[[Downloader, ev.Event], Any]] = None,
+        track: bool = True,
         **settings: Any,
     ) -> None:
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -101,6 +107,7 @@ class Manager:
         self._queued: Deque[_Queued] = collections.deque()
         self._running: Set[Downloader] = set()
         self._ended: Deque[Downloader] = collections.deque()  # not yet yielded
+        self.track = track
         self._succeeded = self._failed = 0
         self._received = 0
         self._meter = RateMeter()
@@ -212,7 +219,8 @@ class Manager:
                 self._failed += 1
             else:
                 self._succeeded += 1
-            self._ended.append(download)
+            if self.track:
+                self._ended.append(download)
             self._cond.notify_all()
 
     # -- following ----------------------------------------------------------------------------
@@ -224,6 +232,8 @@ class Manager:
         by whichever iterator takes it first. Raises :class:`TimeoutError` if ``timeout``
         seconds pass before the last one ends.
         """
+        if not self.track:
+            raise RuntimeError("as_completed() needs a Manager made with track=True")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._cond:

@@ -40,9 +40,14 @@ class Options:
     commit_interval: float = 1.0
     #: Seconds between fdatasync calls that make progress survive power loss.
     sync_interval: float = 30.0
-    #: A connection slower than this (bytes/s) for ``low_speed_time`` seconds is replaced.
-    low_speed_limit: int = 0
-    low_speed_time: float = 10.0
+    #: The low-speed floor in bytes/s (curl's ``--speed-limit``; text such as ``"1K"`` is
+    #: accepted; 0 turns it off). A connection slower than this for ``low_speed_time``
+    #: seconds is replaced when another connection shows the floor can be reached (or when
+    #: it is the only one); a download slower than this as a whole for ``low_speed_time``
+    #: seconds stops with a :class:`~accel.NetworkError`, its state saved for a resume.
+    #: The default is far below any real link's speed: only a trickle trips it.
+    low_speed_limit: Union[int, str] = 1024
+    low_speed_time: float = 60.0
     #: An idle worker races a segment when a typical connection would finish it this many
     #: seconds sooner (and in under half the time), or when it made no progress for a second.
     hedge_after: float = 0.25
@@ -65,6 +70,7 @@ class Options:
         object.__setattr__(self, "headers", headers)
         object.__setattr__(self, "mirrors", tuple(self.mirrors))
         object.__setattr__(self, "max_filesize", to_bytes(self.max_filesize, "max_filesize"))
+        object.__setattr__(self, "low_speed_limit", speed_limit(self.low_speed_limit))
         if isinstance(self.limit_rate, str):
             object.__setattr__(self, "limit_rate", RateLimiter(self.limit_rate))
         if not isinstance(self.connections, int) or not 1 <= self.connections <= MAX_CONNECTIONS:
@@ -77,8 +83,10 @@ class Options:
             raise UsageError("max_filesize must be >= 0")
         if self.min_split < 1:
             raise UsageError("min_split must be >= 1")
-        if self.low_speed_limit < 0 or self.low_speed_time <= 0 or self.hedge_after <= 0:
-            raise UsageError("low_speed_limit must be >= 0, low_speed_time and hedge_after > 0")
+        for name in ("low_speed_time", "hedge_after"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise UsageError(f"{name} must be a positive number of seconds")
         if isinstance(self.limit_rate, int) and not isinstance(self.limit_rate, bool):
             if self.limit_rate <= 0:
                 raise UsageError("limit_rate must be positive")
@@ -131,6 +139,16 @@ def _count(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise UsageError("retries must be a whole number >= 0")
     return value
+
+
+def speed_limit(value: Union[int, float, str], what: str = "low_speed_limit") -> int:
+    """A low-speed floor in bytes/s: a number or text such as ``"1K"``; 0 turns it off."""
+    if isinstance(value, str) and value.strip() == "0":
+        return 0
+    floor = to_bytes(value, what)
+    if floor is None or floor < 0:
+        raise UsageError(f"{what} must be bytes per second >= 0 (0: off)")
+    return floor
 
 
 def normalize_headers(

@@ -7,8 +7,9 @@ import errno
 import logging
 import os
 import shutil
+import threading
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Set, Tuple
 
 from .exceptions import (
     InsufficientSpaceError,
@@ -218,6 +219,17 @@ def data_until(fd: int, start: int, end: int) -> int:
     return max(start, min(hole, end))
 
 
+#: (device, inode) of the lock files this process holds, to tell "another download" (here)
+#: from "another process" when a lock is taken.
+_HELD: Set[Tuple[int, int]] = set()
+_HELD_LOCK = threading.Lock()
+
+
+def _file_id(fd: int) -> Tuple[int, int]:
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino)
+
+
 class FileLock:
     """An exclusive, non-blocking lock file beside the download (``NAME.part.lock``).
 
@@ -229,6 +241,7 @@ class FileLock:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd = -1
+        self._id = (0, 0)
 
     def acquire(self) -> None:
         """Take the lock or raise :class:`LockedError`."""
@@ -242,16 +255,19 @@ class FileLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
+                here = _file_id(fd) in _HELD
                 os.close(fd)
-                raise LockedError(
-                    f"another accel process is downloading to this file (lock {self.path})"
-                ) from None
+                who = "another download" if here else "another accel process"
+                raise LockedError(f"{who} is downloading to this file (lock {self.path})") from None
             try:
                 same = os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
                 same = False
             if same:
                 self._fd = fd
+                self._id = _file_id(fd)
+                with _HELD_LOCK:
+                    _HELD.add(self._id)
                 return
             os.close(fd)  # the holder removed the file as we locked it: try again
         raise LockedError(f"cannot lock {self.path}")
@@ -260,6 +276,8 @@ class FileLock:
         """Remove the lock file and drop the lock."""
         if self._fd < 0:
             return
+        with _HELD_LOCK:
+            _HELD.discard(self._id)
         with contextlib.suppress(OSError):
             os.unlink(self.path)
         os.close(self._fd)

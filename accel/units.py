@@ -40,7 +40,37 @@ def to_bytes(value: Union[int, float, str, None], what: str) -> Optional[int]:
 def human_size(n: float) -> str:
     """``1536`` -> ``1.5 KiB``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        if unit == "B" and abs(n) < 1024:
+            return f"{n:.0f} B"
+        if unit != "B" and (abs(round(n, 1)) < 1024 or unit == "TiB"):  # no "1024.0 KiB"
+            return f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} PiB"  # pragma: no cover
+
+
+def human_rate(bytes_per_second: float) -> str:
+    """``1572864.0`` -> ``1.5 MiB/s``."""
+    return human_size(bytes_per_second) + "/s"
+
+
+def human_amount(done: float, total: Optional[float]) -> str:
+    """``done`` of ``total`` in the total's unit: ``84.0/200.0 MiB`` (``1.5 MiB`` alone
+    when the total is not known)."""
+    if total is None:
+        return human_size(done)
+    unit, scale = "B", 1.0
+    for name in ("KiB", "MiB", "GiB", "TiB"):
+        if abs(total) < 1024 * scale:
+            break
+        unit, scale = name, scale * 1024
+    if unit == "B":
+        return f"{done:.0f}/{total:.0f} B"
+    return f"{done / scale:.1f}/{total / scale:.1f} {unit}"
+
+
+def human_duration(seconds: float) -> str:
+    """``9`` -> ``0:09``; ``3723`` -> ``1:02:03``."""
+    s = max(0, round(seconds))
+    h, rest = divmod(s, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

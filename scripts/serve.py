@@ -3,40 +3,34 @@
 
 Usage::
 
-    python scripts/serve.py PATH [--port 8000] [--rate 1M] [--host 127.0.0.1]
+    python3 scripts/serve.py PATH [--port 8000] [--rate 1M] [--host 127.0.0.1]
 
-Files are served by name (``/NAME``) with Range support by the test suite's FaultServer.
-``--rate`` is a per-connection throttle in bytes/s with optional K/M/G suffix (1024-based).
-Runs until Ctrl-C.
+A thin command line over :class:`accel.demo.DemoServer` (ranges, strong validators, a
+per-connection throttle). ``--rate`` is bytes/s per connection with an optional K/M/G suffix
+(powers of 1024). Runs until Ctrl-C. ``accel --demo`` does all of this by itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
-import re
 import sys
 import time
-import urllib.parse
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.server import FaultServer
+from accel.demo import DemoServer
+from accel.exceptions import UsageError
+from accel.units import human_rate, parse_size
 
-_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmg]?)(?:i?b)?(?:/s)?\s*$", re.IGNORECASE)
-_MULTIPLIERS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
-
-def parse_rate(text: str) -> float:
-    """Parse a rate such as ``500K``, ``1.5M`` or ``2G`` (1024-based) into bytes/s."""
-    match = _RATE_RE.match(text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"invalid rate {text!r} (examples: 800K, 1.5M, 2G)")
-    value = float(match.group(1)) * _MULTIPLIERS[match.group(2).lower()]
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"rate must be positive, not {text!r}")
-    return value
+def parse_rate(text: str) -> int:
+    """``500K`` -> 512000 bytes/s (K/M/G are powers of 1024)."""
+    try:
+        return parse_size(text, "rate")
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def is_loopback_host(host: str) -> bool:
@@ -49,24 +43,13 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def collect_files(path: Path) -> List[Tuple[str, Path]]:
-    """Map URL paths to files: the file itself, or each regular file directly in a directory."""
+def collect_files(path: Path) -> List[Path]:
+    """The file itself, or each regular file directly in a directory."""
     if path.is_file():
-        candidates = [path]
-    elif path.is_dir():
-        candidates = sorted(p for p in path.iterdir() if p.is_file())
-    else:
-        raise FileNotFoundError(f"no such file or directory: {path}")
-    return [("/" + urllib.parse.quote(p.name), p) for p in candidates]
-
-
-def _format_rate(rate: Optional[float]) -> str:
-    if rate is None:
-        return "unlimited"
-    for unit, factor in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
-        if rate >= factor:
-            return f"{rate / factor:g}{unit}/s per connection"
-    return f"{rate:g} B/s per connection"
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.is_file())
+    raise FileNotFoundError(f"no such file or directory: {path}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,26 +84,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not files:
         print(f"serve.py: error: no files in {args.path}", file=sys.stderr)
         return 2
-
-    server = FaultServer(args.host, args.port)
-    for url_path, fs_path in files:
-        server.add_path(url_path, fs_path)
-    server.faults.rate = args.rate
     try:
-        server.start()
+        server = DemoServer(args.host, args.port, rate=args.rate)
     except OSError as exc:
         print(f"serve.py: error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    try:
-        for url_path, _ in files:
-            print(server.url(url_path), flush=True)
-        print(f"rate: {_format_rate(args.rate)}; press Ctrl-C to stop", file=sys.stderr, flush=True)
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    with server:
+        for path in files:
+            print(server.add(path), flush=True)
+        rate = f"{human_rate(args.rate)} per connection" if args.rate else "unlimited"
+        print(f"rate: {rate}; press Ctrl-C to stop", file=sys.stderr, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

@@ -127,6 +127,13 @@ class Faults:
     # The next N responses send the ETag weak (W/ prefixed), as Apache does for a file
     # changed within the last second; later ones send it as configured.
     weak_etag_times: int = 0
+    # File bytes from offset ``trickle_from`` on are sent at ``trickle_rate`` bytes/s (a
+    # middlebox that lets the first MiB through, then one byte a second), by the next
+    # ``trickle_times`` responses that reach that offset (None: by every one). When the
+    # budget is used up, ``trickle_from`` goes back to None and ``trickle_times`` to None.
+    trickle_from: Optional[int] = None
+    trickle_rate: float = 1.0
+    trickle_times: Optional[int] = None
 
 
 @dataclass
@@ -568,6 +575,7 @@ class FaultHandler(BaseHTTPRequestHandler):
         assert log is not None
         cut = owner._take_cut(body_len)
         stall = owner._take_stall(body_len)
+        trickle = owner._take_trickle(parts)
         sock = self.connection
         sent = 0
         next_t = time.monotonic()
@@ -586,6 +594,9 @@ class FaultHandler(BaseHTTPRequestHandler):
                 if cut is not None and sent >= cut[0]:
                     self._cut(cut[1])
                 rate = self._rate()
+                offset = None if is_bytes else base + pos  # of the file
+                if trickle is not None and offset is not None and offset >= trickle[0]:
+                    rate = trickle[1]
                 limit = CHUNK if rate is None else max(1, min(CHUNK, int(rate / 20)))
                 fast = (
                     not is_bytes
@@ -593,6 +604,7 @@ class FaultHandler(BaseHTTPRequestHandler):
                     and rate is None
                     and cut is None
                     and stall is None
+                    and trickle is None
                     and mode != "chunked"
                     and owner.faults.change_after_bytes is None
                 )
@@ -601,6 +613,8 @@ class FaultHandler(BaseHTTPRequestHandler):
                     n = min(n, cut[0] - sent)
                 if stall is not None:
                     n = min(n, stall[0] - sent)
+                if trickle is not None and offset is not None and offset < trickle[0]:
+                    n = min(n, trickle[0] - offset)
                 t_before = time.monotonic()
                 data = None
                 if not fast:
@@ -1029,6 +1043,23 @@ class FaultServer:
             if f.stall_times <= 0:
                 f.stall_seconds, f.stall_times = 0.0, 1
             return armed
+
+    def _take_trickle(self, parts: List[_Part]) -> Optional[Tuple[int, float]]:
+        """Arm a trickle for a body of ``parts``: (from_offset, rate) or None."""
+        with self._lock:
+            f = self.faults
+            start = f.trickle_from
+            if start is None or f.trickle_rate <= 0:
+                return None
+            if not any(not isinstance(p, bytes) and p[0] + p[1] > start for p in parts):
+                return None  # the body ends before the trickle would start
+            if f.trickle_times is not None:
+                if f.trickle_times <= 0:
+                    return None
+                f.trickle_times -= 1
+                if f.trickle_times <= 0:
+                    f.trickle_from, f.trickle_times = None, None
+            return start, f.trickle_rate
 
     def _count(self, path: str, log: RequestLog, n: int) -> None:
         """Add ``n`` (may be negative, to undo) content bytes sent for ``path``."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -40,6 +41,7 @@ FAST = fast_retry(2)
 EXPECTED_PUBLIC = [
     "AccelError",
     "AlreadyComplete",
+    "Cancelled",
     "CancelledError",
     "Completed",
     "Downloader",
@@ -586,3 +588,82 @@ def test_library_logging_does_not_reach_stderr(server: FaultServer, tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     assert proc.stderr == "", proc.stderr
+
+
+# -- round 2: cancels, finished progress, lock wording, paths ---------------------------------
+
+
+def test_a_cancel_is_a_cancelled_event_in_the_librarys_words(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    server.add_file("/c.bin", make_data(2 * MiB, seed=40))
+    server.faults.rate = 256 * KiB
+    heard: List[ev.Event] = []
+    d = accel.Downloader(
+        server.url("/c.bin"), directory=tmp_path, options=opts(), on_event=heard.append
+    ).start()
+    wait_until(lambda: written(d) >= 64 * KiB, 15, "some progress")
+    d.cancel()
+    error = d.exception(10)
+    assert isinstance(error, accel.CancelledError)
+    assert "run again" not in str(error)  # no command-line wording in the library
+    assert not any(isinstance(e, ev.Failed) for e in heard), heard
+    last = heard[-1]
+    assert isinstance(last, accel.Cancelled) and last.resumable
+    assert last.message == str(error)
+    with pytest.raises(RuntimeError):
+        d.start()  # a download runs once: a new Downloader resumes it
+    again = accel.Downloader(server.url("/c.bin"), directory=tmp_path, options=opts())
+    server.faults.rate = None
+    assert sha256(again.run()) == sha256(make_data(2 * MiB, seed=40))
+
+
+def test_a_cancel_without_ranges_leaves_no_part_file(server: FaultServer, tmp_path: Path) -> None:
+    server.add_file("/nr.bin", make_data(2 * MiB, seed=41))
+    server.faults.ignore_range = True
+    server.faults.rate = 256 * KiB
+    heard: List[ev.Event] = []
+    d = accel.Downloader(
+        server.url("/nr.bin"), directory=tmp_path, options=opts(), on_event=heard.append
+    ).start()
+    wait_until(lambda: written(d) >= 64 * KiB, 15, "some progress")
+    started = [e for e in heard if isinstance(e, ev.Started)]
+    assert started and not started[0].ranged and not started[0].resumable
+    d.cancel()
+    assert isinstance(d.exception(10), accel.CancelledError)
+    last = heard[-1]
+    assert isinstance(last, accel.Cancelled) and not last.resumable
+    assert os.listdir(tmp_path) == []  # no useless full-size .part
+
+
+def test_a_finished_download_reports_rate_and_eta_zero(server: FaultServer, tmp_path: Path) -> None:
+    server.add_file("/r0.bin", make_data(MiB, seed=42))
+    d = accel.Downloader(server.url("/r0.bin"), directory=tmp_path, options=opts())
+    d.run()
+    snap = d.progress()
+    assert snap is not None and snap.written == MiB
+    assert snap.rate == 0 and snap.eta == 0
+
+
+def test_locked_by_another_download_in_this_process(server: FaultServer, tmp_path: Path) -> None:
+    server.add_file("/lk.bin", make_data(2 * MiB, seed=43))
+    server.faults.rate = 256 * KiB
+    first = accel.Downloader(server.url("/lk.bin"), directory=tmp_path, options=opts()).start()
+    wait_until(lambda: written(first) > 0, 15, "the first download to write")
+    second = accel.Downloader(server.url("/lk.bin"), directory=tmp_path, options=opts())
+    with pytest.raises(accel.LockedError, match=r"^another download is downloading"):
+        second.run()
+    first.cancel()
+    first.wait(10)
+
+
+def test_a_missing_directory_is_named(server: FaultServer, tmp_path: Path) -> None:
+    server.add_file("/m.bin", b"x" * 1000)
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(
+        accel.LocalFileError, match=f"^directory {re.escape(str(missing))} does not exist$"
+    ):
+        accel.Downloader(server.url("/m.bin"), missing / "m.bin", options=opts()).run()
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(accel.LocalFileError, match="not a directory"):
+        accel.Downloader(server.url("/m.bin"), tmp_path / "file" / "m.bin", options=opts()).run()

@@ -1,64 +1,139 @@
-"""Tests of accel.progress: the summary line on a pipe, the live tqdm bar (percent, connection
-count, segment map), quiet mode, restarts, the -j total bar, terminals that report no size,
-and human_size.
+"""Tests of accel.progress: summary lines on a pipe (saved, resumed, no ranges, outages),
+the live lines (layout by priority at every width, the segment map squeezed or dropped, never
+a one-cell bar), the live region drawn through a VT100 emulator (messages above, nothing left
+behind), the total line, and the IEC units.
 """
 
 from __future__ import annotations
 
-import fcntl
 import io
-import os
-import pty
 import re
-import struct
-import termios
 import time
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import List, Optional
 
+import pyte
 import pytest
 
 from accel import events as ev
-from accel.progress import Reporter, TotalBar, human_size
+from accel.progress import BAR_MIN, Reporter, Screen, TotalBar, human_size, layout, squeeze
+from accel.progress import _Parts as Parts
+from accel.units import human_amount, human_duration, human_rate
 from tests.helpers import MiB
 
 SIZE = 3 * MiB
+MAP = "#" * 12 + ">" * 4 + "." * 16
 
 
-def snap(connections: int = 3, segment_map: str = "##>..") -> ev.Progress:
+def snap(connections: int = 3, segment_map: str = "##>..", written: int = MiB) -> ev.Progress:
     return ev.Progress(
-        written=MiB, total=SIZE, rate=1.0, eta=1.0, connections=connections,
+        written=written, total=SIZE, rate=float(MiB), eta=2.0, connections=connections,
         segment_map=segment_map,
     )  # fmt: skip
 
 
-def started(path: Path = Path("/tmp/dl/a.bin"), size: Optional[int] = SIZE, resumed: int = 0):
-    return ev.Started("http://127.0.0.1/a.bin", path, size, resumed, 3)
+def started(
+    path: Path = Path("/tmp/dl/a.bin"),
+    size: Optional[int] = SIZE,
+    resumed: int = 0,
+    *,
+    ranged: bool = True,
+    resumable: bool = True,
+) -> ev.Started:
+    return ev.Started(
+        "http://127.0.0.1/a.bin", path, size, resumed, 3, ranged=ranged, resumable=resumable
+    )
 
 
 def lines(text: str) -> List[str]:
     return [line for line in text.split("\n") if line]
 
 
+class Term(io.StringIO):
+    """A terminal of ``cols`` x ``rows``: what is written goes through pyte."""
+
+    encoding = "utf-8"
+
+    def __init__(self, cols: int = 80, rows: int = 12) -> None:
+        super().__init__()
+        self.cols, self.rows = cols, rows
+        self.screen = pyte.Screen(cols, rows)
+        self.vt = pyte.Stream(self.screen)
+
+    def write(self, text: str) -> int:
+        self.vt.feed(text.replace("\n", "\r\n"))  # the tty's onlcr
+        return super().write(text)
+
+    def shown(self) -> List[str]:
+        return [row.rstrip() for row in self.screen.display if row.strip()]
+
+
+class TermScreen(Screen):
+    def size(self) -> tuple:
+        term = self.stream
+        assert isinstance(term, Term)
+        return term.cols, term.rows
+
+
 # -- summary lines (not a terminal) ------------------------------------------------------------
 
 
-def test_pipe_mode_prints_exactly_one_summary_line() -> None:
+def test_pipe_mode_prints_exactly_one_summary_line_with_the_full_path() -> None:
     out = io.StringIO()
     rep = Reporter(out, bar=False, snapshot=snap)
-    path = Path("/tmp/dl/a.bin")
-    rep.on_event(started(path))
-    for _ in range(3):
-        rep.on_progress(MiB)
+    rep.on_event(started(Path("rel/a.bin")))
     rep.on_event(ev.SegmentCompleted(0, SIZE - 1))
-    rep.on_event(ev.Completed(path, SIZE))
+    rep.on_event(ev.Completed(Path("rel/a.bin"), SIZE))
     rep.close()
     text = out.getvalue()
-    assert "\r" not in text
-    assert len(lines(text)) == 1
+    assert "\r" not in text and "\x1b" not in text
+    full = re.escape(str(Path("rel/a.bin").resolve()))
     assert re.fullmatch(
-        r"accel: saved /tmp/dl/a\.bin \(3\.0 MiB in \d+\.\ds, [0-9.]+ [KMGT]?i?B/s\)\n", text
+        rf"accel: saved {full} \(3\.0 MiB in \d+\.\ds, [0-9.]+ (B|KiB|MiB|GiB)/s\)\n", text
     ), text
+
+
+def test_resume_is_announced_and_the_summary_counts_this_run() -> None:
+    out = io.StringIO()
+    rep = Reporter(out, bar=False)
+    rep.on_event(started(resumed=2 * MiB))
+    rep.on_event(ev.Completed(Path("/tmp/dl/a.bin"), SIZE))
+    first, second = lines(out.getvalue())
+    assert first == "accel: resuming a.bin: 2.0 MiB of 3.0 MiB already on disk"
+    assert re.fullmatch(
+        r"accel: saved /tmp/dl/a\.bin \(3\.0 MiB; 1\.0 MiB in \d+\.\ds this run, .+/s\)", second
+    ), second
+
+
+def test_a_server_without_ranges_is_announced_without_verbose() -> None:
+    out = io.StringIO()
+    Reporter(out, bar=False).on_event(started(ranged=False, resumable=False))
+    assert out.getvalue() == (
+        "accel: a.bin: the server does not support ranges: 1 connection, cannot resume\n"
+    )
+    out = io.StringIO()
+    Reporter(out, bar=False).on_event(started(resumable=False))
+    assert "cannot resume if interrupted" in out.getvalue()
+
+
+def test_an_outage_is_one_line_and_its_end_another() -> None:
+    out = io.StringIO()
+    written = [MiB]
+    rep = Reporter(out, bar=False, snapshot=lambda: snap(written=written[0]))
+    rep.on_event(started())
+    rep.on_event(ev.Retrying(0, 1, 0.5, "connection refused by 127.0.0.1:9"))
+    rep.tick()
+    assert out.getvalue() == ""  # a hiccup is not an outage
+    rep._retry_at -= 2  # as if two seconds passed without a byte
+    for attempt in (2, 3):
+        rep.on_event(ev.Retrying(0, attempt, 0.5, "connection refused by 127.0.0.1:9"))
+        rep.tick()
+    assert lines(out.getvalue()) == [
+        "accel: a.bin: no data; retrying (attempt 2: connection refused by 127.0.0.1:9)"
+    ]  # once per outage, however many retries
+    written[0] += 1
+    rep.tick()
+    assert lines(out.getvalue())[-1] == "accel: a.bin: receiving again"
 
 
 def test_already_complete_line() -> None:
@@ -72,7 +147,7 @@ def test_restarted_line_without_bar() -> None:
     rep = Reporter(out, bar=False)
     rep.on_event(started())
     rep.on_event(ev.Restarted("the remote file changed"))
-    assert out.getvalue() == "accel: restarting: the remote file changed\n"
+    assert out.getvalue() == "accel: a.bin: restarting: the remote file changed\n"
 
 
 @pytest.mark.parametrize("bar", [False, True])
@@ -80,7 +155,7 @@ def test_quiet_prints_nothing(bar: bool) -> None:
     out = io.StringIO()
     rep = Reporter(out, bar=bar, quiet=True, snapshot=snap)
     path = Path("a.bin")
-    rep.on_event(started(path))
+    rep.on_event(started(path, resumed=MiB, ranged=False))
     rep.on_progress(SIZE)
     rep.on_event(ev.Restarted("changed"))
     rep.on_event(ev.Completed(path, SIZE))
@@ -90,167 +165,171 @@ def test_quiet_prints_nothing(bar: bool) -> None:
     assert out.getvalue() == ""
 
 
-# -- the live bar ----------------------------------------------------------------------------
+# -- the layout of one file's line -------------------------------------------------------------
 
 
-def test_bar_shows_percent_connections_and_segment_map() -> None:
-    out = io.StringIO()
-    rep = Reporter(out, bar=True, snapshot=lambda: snap(3, "##>.."))
-    path = Path("a.bin")
-    rep.on_event(started(path))
-    rep.on_progress(MiB)  # takes the first snapshot for the postfix
-    time.sleep(0.3)  # past tqdm's mininterval: the next update redraws
-    rep.on_progress(MiB)
-    text = out.getvalue()
-    assert text.startswith("\r")
-    assert "a.bin" in text
-    assert "67%" in text
-    assert "3 conn [##>..]" in text
-    rep.on_progress(MiB)
-    rep.on_event(ev.Completed(path, SIZE))
-    final = out.getvalue().split("\r")[-1]
-    assert "100%" in final
-    assert final.endswith("\n")  # the bar is left on screen
-    assert "accel: saved" not in out.getvalue()  # the bar replaces the summary line
+def parts(name: str = "ubuntu-24.04-desktop-amd64.iso", retry: bool = False) -> Parts:
+    status = "retrying (3)" if retry else "8 conn"
+    detail = "connection refused" if retry else f"[{MAP}]"
+    return Parts(
+        name, " 42%", 0.42, "84.0/200.0 MiB", "12.5 MiB/s", "ETA 0:09", status, retry, detail
+    )
 
 
-def test_bar_starts_at_resumed_bytes() -> None:
-    out = io.StringIO()
-    rep = Reporter(out, bar=True)
-    rep.on_event(started(resumed=MiB))
-    rep.close()
-    first = out.getvalue().split("\r")[1]
-    assert "33%" in first
-    assert "1.00M/3.00M" in first
+def bar_cells(line: str) -> int:
+    m = re.search(r"\|([^|]*)\|", line)
+    return len(m.group(1)) if m else 0
 
 
-def test_bar_restart_message_is_printed_above_the_bar() -> None:
-    out = io.StringIO()
-    rep = Reporter(out, bar=True)
+@pytest.mark.parametrize("width", range(8, 160))
+def test_a_line_always_fits_and_never_has_a_tiny_bar(width: int) -> None:
+    for p in (parts(), parts("t1.bin"), parts(retry=True)):
+        line = layout(p, width)
+        assert len(line) <= width, (width, line)
+        assert "\n" not in line
+        cells = bar_cells(line)
+        assert cells == 0 or cells >= BAR_MIN, line
+
+
+def test_layout_degrades_by_priority() -> None:
+    p = parts("t1.bin")
+    wide = layout(p, 119)
+    assert f"[{MAP}]" in wide and "ETA 0:09" in wide and "8 conn" in wide
+    squeezed = layout(p, 99)
+    assert re.search(r"\[[#>.]{16}\]", squeezed) and "ETA" in squeezed  # the map shrinks
+    no_map = layout(p, 79)
+    assert "[" not in no_map and "ETA 0:09" in no_map  # then goes, before the ETA
+    no_eta = layout(p, 59)
+    assert "ETA" not in no_eta and "t1.bin" in no_eta and "8 conn" in no_eta
+    long = parts()
+    assert long.name in layout(long, 99)  # the name is kept whole while it can be
+    short = layout(long, 59)
+    assert long.name not in short and "…" in short and short.split()[0].endswith(".iso")
+    tiny = layout(long, 24)
+    assert bar_cells(tiny) == 0 and "42%" in tiny
+
+
+def test_retrying_is_never_dropped() -> None:
+    for width in (39, 59, 79, 119):
+        assert "retrying (3)" in layout(parts(retry=True), width)
+    assert "connection refused" in layout(parts("t.bin", retry=True), 119)
+
+
+def test_squeeze_keeps_in_flight_and_missing_cells() -> None:
+    assert squeeze("[####>>>>........]", 4) == "[#>..]"
+    assert squeeze("[##]", 8) == "[##]"
+    assert squeeze("[##>.]", 0) == ""
+    assert squeeze("not a map", 4) == "not a map"
+
+
+# -- the live region, through a VT100 emulator -----------------------------------------------
+
+
+def test_live_line_then_saved_line_and_nothing_left_behind() -> None:
+    term = Term(60)
+    screen = TermScreen(term)
+    rep = Reporter(term, bar=True, snapshot=lambda: snap(3, MAP), label="a.bin", screen=screen)
+    assert term.shown() == ["a.bin starting"]
     rep.on_event(started())
-    rep.on_event(ev.Restarted("the remote file changed"))
+    (line,) = term.shown()
+    assert line.startswith("a.bin  33% |") and "1.0/3.0 MiB" in line, line
+    screen.message("accel: a warning")
+    assert term.shown()[0] == "accel: a warning"
+    assert term.shown()[1].startswith("a.bin  33% |")
+    rep.on_event(ev.Completed(Path("/tmp/dl/a.bin"), SIZE))
     rep.close()
-    assert "accel: restarting: the remote file changed\n" in out.getvalue()
+    screen.close()
+    shown = term.shown()
+    assert len(shown) == 2 and shown[0] == "accel: a warning"
+    assert shown[1].startswith("accel: saved /tmp/dl/a.bin (3.0 MiB in ")
 
 
-def test_failed_closes_the_bar() -> None:
-    out = io.StringIO()
-    rep = Reporter(out, bar=True)
-    rep.on_event(started())
-    rep.on_progress(MiB)
-    rep.on_event(ev.Failed(RuntimeError("boom")))
-    after = out.getvalue()
-    rep.on_progress(MiB)  # no bar any more: ignored
-    rep.close()
-    assert out.getvalue() == after
-
-
-def test_long_label_is_shortened_and_label_wins() -> None:
-    out = io.StringIO()
-    name = "a-very-long-file-name-for-a-download-0123456789.iso"
-    rep = Reporter(out, bar=True)
-    rep.on_event(started(Path(name)))
-    rep.close()
-    assert name[:23] + "…" in out.getvalue()
-    assert name not in out.getvalue()
-
-    out = io.StringIO()
-    rep = Reporter(out, bar=True, label="mine")
-    rep.on_event(started(Path("other.bin")))
-    rep.close()
-    assert "mine:" in out.getvalue()
-    assert "other.bin" not in out.getvalue()
-
-
-def test_unknown_size_bar_counts_bytes() -> None:
-    out = io.StringIO()
-    rep = Reporter(out, bar=True)
-    rep.on_event(started(size=None))
-    rep.on_progress(2 * MiB)
-    rep.on_event(ev.Completed(Path("a.bin"), 2 * MiB))
-    assert "2.00M" in out.getvalue().split("\r")[-1]
-
-
-# -- total bar -------------------------------------------------------------------------------
-
-
-def test_total_bar_counts_files_and_bytes() -> None:
-    out = io.StringIO()
-    total = TotalBar(out, 3)
-    total.update(MiB)
-    total.files(1, 0, 1, 1)
-    total.update(2 * MiB)
-    total.files(1, 1, 1, 0)
+def test_several_files_and_a_total_line_collapse_cleanly() -> None:
+    term = Term(80)
+    screen = TermScreen(term)
+    total = TotalBar(term, 3, screen=screen)
+    reps = []
+    for name in ("a.bin", "b.bin", "c.bin"):
+        rep = Reporter(term, bar=True, snapshot=snap, label=name, screen=screen)
+        rep.on_event(started(Path(f"/d/{name}")))
+        reps.append(rep)
+    total.update(3 * MiB)
+    total.files(0, 0, 3, 0)
+    shown = term.shown()
+    assert [s.split()[0] for s in shown] == ["a.bin", "b.bin", "c.bin", "total"]
+    assert shown[-1].startswith("total 0/3 3.0 MiB ")
+    assert "3 running, 0 queued, 0 failed" in shown[-1]
+    reps[1].on_event(ev.Completed(Path("/d/b.bin"), SIZE))
+    reps[1].close()
+    total.files(1, 0, 2, 0)
+    shown = term.shown()
+    assert shown[0].startswith("accel: saved /d/b.bin")
+    assert [s.split()[0] for s in shown[1:]] == ["a.bin", "c.bin", "total"]
+    assert shown[-1].startswith("total 1/3")
+    for rep in (reps[0], reps[2]):
+        rep.on_event(ev.Failed(RuntimeError("boom")))
+        rep.close()
     total.close()
-    text = out.getvalue()
-    assert "total 0/3" in text
-    final = text.split("\r")[-1]
-    assert "total 2/3" in final
-    assert "1 failed, 1 running, 0 queued" in final
-    assert "3.00M" in final
+    screen.close()
+    assert term.shown() == [shown[0]]
 
 
-def test_total_bar_without_a_known_count() -> None:
-    out = io.StringIO()
-    total = TotalBar(out, None)
+def test_more_files_than_rows_are_counted_not_drawn() -> None:
+    term = Term(60, rows=5)
+    screen = TermScreen(term)
+    for i in range(8):
+        Reporter(term, bar=True, label=f"f{i}.bin", screen=screen)
+    shown = term.shown()
+    assert len(shown) == 4
+    assert shown[-1] == "... and 5 more"
+
+
+def test_a_resize_is_followed() -> None:
+    term = Term(120)
+    screen = TermScreen(term)
+    rep = Reporter(term, bar=True, snapshot=lambda: snap(3, MAP), screen=screen)
+    rep.on_event(started())
+    assert f"[{MAP}]" in term.shown()[0]
+    term.cols = 40
+    term.screen.resize(term.rows, 40)
+    screen.refresh(force=True)
+    (line,) = term.shown()
+    assert len(line) < 40 and "[" not in line and line.startswith("a.bin")
+
+
+def test_total_line_without_a_known_count() -> None:
+    term = Term(80)
+    total = TotalBar(term, None, screen=TermScreen(term))
     total.files(5, 0, 2, None)
-    total.close()
-    final = out.getvalue().split("\r")[-1]
-    assert "total 5/?" in final and "queued" not in final
+    (line,) = term.shown()
+    assert line.startswith("total 5/?") and "queued" not in line
+    assert len(total.render(20)) <= 20
 
 
-# -- terminals -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def pty_stream() -> Iterator[Tuple[int, io.TextIOWrapper]]:
-    """(master fd, a text stream on the slave side) of a new pseudo-terminal."""
-    master, slave = pty.openpty()
-    stream = open(slave, "w", encoding="utf-8", closefd=True)  # noqa: SIM115
-    try:
-        yield master, stream
-    finally:
-        stream.close()
-        os.close(master)
-
-
-def read_pty(master: int) -> str:
-    os.set_blocking(master, False)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except (BlockingIOError, OSError):
-            break
-        if not data:
-            break
-        chunks.append(data)
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
-@pytest.mark.parametrize("cols", [0, 60])
-def test_bar_on_a_terminal_fits_its_width(
-    pty_stream: Tuple[int, io.TextIOWrapper], cols: int
-) -> None:
-    """A pty that reports no size (0x0, as pty.openpty() makes it) still gets a visible bar."""
-    master, stream = pty_stream
-    if cols:
-        fcntl.ioctl(stream.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
-    rep = Reporter(stream, bar=True, snapshot=snap)
+def test_bar_without_utf8_is_ascii() -> None:
+    out = io.StringIO()  # no encoding: ASCII
+    screen = Screen(out)
+    assert not screen.unicode
+    rep = Reporter(out, bar=True, snapshot=snap, screen=screen)
     rep.on_event(started())
-    rep.on_progress(SIZE)
-    rep.on_event(ev.Completed(Path("a.bin"), SIZE))
-    stream.flush()
-    text = read_pty(master)
-    draws = [d.strip("\r\n") for d in re.split(r"\r", text) if d.strip("\r\n")]
-    assert draws, repr(text)
-    assert "100%" in draws[-1]
-    assert "a.bin" in draws[-1]
-    width = cols or 100
-    assert all(len(d) <= width for d in draws), draws
+    drawn = rep.render(79)
+    assert drawn.isascii() and "|===" in drawn
 
 
-# -- human_size ------------------------------------------------------------------------------
+def test_progress_redraws_at_most_five_times_a_second() -> None:
+    term = Term(80)
+    rep = Reporter(term, bar=True, screen=TermScreen(term))
+    rep.on_event(started())
+    before = term.getvalue().count("\x1b[J")
+    for _ in range(50):
+        rep.on_progress(1000)
+    assert term.getvalue().count("\x1b[J") - before <= 1
+    time.sleep(0.25)
+    rep.on_progress(1000)
+    assert term.getvalue().count("\x1b[J") - before <= 2
+
+
+# -- units -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -269,3 +348,12 @@ def test_bar_on_a_terminal_fits_its_width(
 )
 def test_human_size(n: int, text: str) -> None:
     assert human_size(n) == text
+
+
+def test_other_units() -> None:
+    assert human_rate(1.5 * MiB) == "1.5 MiB/s"
+    assert human_amount(84 * MiB, 200 * MiB) == "84.0/200.0 MiB"
+    assert human_amount(5, 1000) == "5/1000 B"
+    assert human_amount(MiB, None) == "1.0 MiB"
+    assert human_duration(9) == "0:09"
+    assert human_duration(3723) == "1:02:03"

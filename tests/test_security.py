@@ -778,10 +778,12 @@ def test_max_filesize_unknown_length_stream(server: FaultServer, tmp_path: Path)
     assert not (tmp_path / "f.bin").exists()
 
 
-def test_cli_max_filesize_exit_6(server: FaultServer, tmp_path: Path) -> None:
+def test_cli_max_filesize_exit_7(server: FaultServer, tmp_path: Path) -> None:
+    """A file over --max-filesize is a refusal of the remote file (exit 7), not a local
+    file problem (exit 6)."""
     server.add_file("/f.bin", make_data(300 * KiB, seed=33))
     proc = run_accel(server.url("/f.bin"), "--max-filesize", "100K", "-q", cwd=tmp_path)
-    assert proc.returncode == 6, proc.stderr
+    assert proc.returncode == 7, proc.stderr
     one_line(proc.stderr)
     assert not (tmp_path / "f.bin").exists()
 

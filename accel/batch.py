@@ -273,9 +273,12 @@ class Runner:
             self.total = TotalBar(self.stream, self.jobs.expected, screen=self.screen)
         entries = iter(self.jobs)
         exhausted = False
+        # Without lines to draw, the next downloads wait in the Manager's queue, so a job
+        # thread that finishes one starts the next at once (not when this thread wakes).
+        ahead = self.args.jobs * (1 if self.screen is not None else 2)
         with Signals(self._cancel_all) as signals, self._logs_above():
             while True:
-                while not (exhausted or self.stopping) and len(self.active) < self.args.jobs:
+                while not (exhausted or self.stopping) and len(self.active) < ahead:
                     entry = next(entries, None)
                     if entry is None:
                         exhausted = True

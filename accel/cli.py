@@ -12,12 +12,9 @@ import logging
 import os
 import sys
 import warnings
-from typing import Any, List, Optional, Sequence, Tuple
-
-import urllib3
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
 from ._startup import exit_quietly_on_signals, leave
-from .batch import JobList, Runner
 from .config import ConfigError, as_argv, config_path, read_config
 from .exceptions import UsageError
 from .exitcodes import (  # noqa: F401 - the command line's exit codes, re-exported
@@ -35,11 +32,13 @@ from .exitcodes import (  # noqa: F401 - the command line's exit codes, re-expor
     exit_code_for,
 )
 from .limits import parse_rate
-from .manager import Manager
 from .options import MAX_CONNECTIONS, Options, speed_limit
 from .units import parse_size
 from .verify import parse_checksum
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .manager import Manager
 
 log = logging.getLogger("accel")
 
@@ -312,6 +311,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from .demo import main as demo
 
             return demo()
+        # Only now the network stack: --help, --version and usage errors need none of it.
+        from .batch import JobList, Runner
+
         jobs = JobList(args, sys.stdin)
     except UsageError as exc:
         sys.stderr.write(f"accel: error: {exc}\n")
@@ -322,7 +324,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.insecure:
         sys.stderr.write("accel: warning: TLS certificate verification is disabled (--insecure)\n")
         # Said once here; urllib3 would repeat it for every request.
-        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+        from urllib3.exceptions import InsecureRequestWarning
+
+        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
     try:
         manager = _manager(args)
     except UsageError as exc:
@@ -333,6 +337,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _manager(args: Any) -> Manager:
     """The Manager that runs the downloads with the command line's settings."""
+    from .manager import Manager
+
     headers = list(args.header)
     if args.user_agent:
         headers.append(("User-Agent", args.user_agent))

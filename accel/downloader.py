@@ -22,32 +22,30 @@ from . import events as ev
 from . import state
 from .complete import Completion
 from .context import Context, Restart
-from .exceptions import (
-    AccelError,
-    CancelledError,
-    FileTooLargeError,
-    LocalFileError,
-    RemoteChangedError,
-    local_error,
-)
+from .exceptions import AccelError, CancelledError, RemoteChangedError, local_error
 from .fetch import CHUNK, first_byte
 from .future import DownloadFuture, Listener
-from .names import name_from_url
+from .names import output_path
 from .options import Options, resolve
-from .planner import Segment, fresh_plan, resume_plan
+from .planner import Segment, initial_plan
 from .probe import Probe, probe
-from .remote import RemoteFile, Validators, http_date_to_timestamp
-from .sources import usable_mirrors
-from .storage import FileLock, PartFile, check_free_space, finalize
+from .remote import RemoteFile, http_date_to_timestamp
+from .sources import mirror_sources
+from .storage import (
+    FileLock,
+    PartFile,
+    check_free_space,
+    check_max_size,
+    finalize,
+    prepare_directory,
+)
 from .transfer import Transfer
 from .transport import SessionPool, check_url, new_session, origin, redact
-from .units import human_size
 
 log = logging.getLogger(__name__)
 
 #: How often the remote may change under one download before accel gives up.
 MAX_RESTARTS = 3
-_UNKNOWN_END = 2**63 - 2
 
 SessionFactory = Callable[[], requests.Session]
 
@@ -229,17 +227,8 @@ class Downloader(DownloadFuture):
         return self._ctx
 
     def _target(self) -> Path:
-        """The output path, as far as it is known before the probe (an existing directory
-        as ``output`` means "inside it", under the server's name)."""
-        out = self._output
-        base = self._directory or Path(".")
-        if out is not None:
-            if self._directory is not None and not out.is_absolute():
-                out = self._directory / out
-            if out.is_dir():
-                return out / (self._name or name_from_url(self.url))
-            return out
-        return base / (self._name or name_from_url(self.url))
+        """The output path, as far as it is known before the probe (see :func:`output_path`)."""
+        return output_path(self._output, self._directory, self._name, self.url)
 
     def _complete_already(self, dest: Path) -> Path:
         """``dest`` already is the remote file: report it and hand it back."""
@@ -280,33 +269,23 @@ class Downloader(DownloadFuture):
         """One try: lock the file, probe, then finish at once or transfer what is missing."""
         dest = self._target()
         part = dest.with_name(dest.name + ".part")
-        if self._directory is not None:
-            try:
-                self._directory.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise local_error(exc, f"cannot create directory {self._directory}") from exc
-        if not dest.parent.is_dir():
-            if os.path.lexists(dest.parent):
-                raise LocalFileError(f"cannot save into {dest.parent}: not a directory")
-            raise LocalFileError(f"directory {dest.parent} does not exist")
+        prepare_directory(self._directory, dest.parent)
         side = state.sidecar_path(part)
         with contextlib.ExitStack() as stack:
             stack.enter_context(FileLock(part.with_name(part.name + ".lock")))
-            record = None if discard else self._load_record(side)
+            record = None
             if discard:
                 state.remove(side)
+            else:
+                keep = self.options.checksum is not None
+                record = state.load_vetted(side, redact(self.url), keep_complete=keep)
             segments: List[Segment] = []
             look = False
             if record is not None:
-                segments = resume_plan(
-                    record.size,
-                    record.trusted_segments(state.boot_id()),
-                    self.options.connections,
-                    self.options.min_split,
-                )
-                known = Validators(record.size, record.etag, record.last_modified)
+                segments = record.resume_plan(self.options.connections, self.options.min_split)
                 pending = [s for s in segments if not s.done]
                 start, end = (pending[0].start, pending[0].end) if pending else (record.size, None)
+                known = record.validators
                 first = stack.enter_context(probe(self._context(), start, end, known))
             else:
                 # A bounded first range: it tells the size and starts the first segment
@@ -347,34 +326,6 @@ class Downloader(DownloadFuture):
                     ) from None
                 raise
 
-    def _load_record(self, side: Path) -> Optional[state.Record]:
-        if not side.exists() and not side.is_symlink():
-            return None
-        part = side.with_name(side.name[: -len(".json")])
-        try:
-            # Strict parsing, then the disk's word: a claimed byte in a hole was never written.
-            record = state.check_data(state.load(side, part), part)
-        except state.InvalidState as exc:
-            log.warning("ignoring the saved state in %s (%s); starting from zero", side, exc)
-            state.remove(side)
-            return None
-        if record.url != redact(self.url):
-            log.warning("%s belongs to another URL (%s); starting from zero", side, record.url)
-            state.remove(side)
-            return None
-        complete = all(w == e - s + 1 for s, e, w, _ in record.segments)
-        if complete and self.options.checksum is not None:
-            return record  # kept after a checksum mismatch: the checksum will decide
-        if not Validators(record.size, record.etag, record.last_modified).resumable:
-            log.warning(
-                "the server gave no strong ETag or Last-Modified for %s, so the partial file "
-                "cannot be verified; starting from zero",
-                redact(self.url),
-            )
-            state.remove(side)
-            return None
-        return record
-
     def _transfer_all(
         self,
         first: Probe,
@@ -388,34 +339,25 @@ class Downloader(DownloadFuture):
         size = remote.size
         limit = self.options.max_filesize
         assert limit is None or isinstance(limit, int)
-        if limit is not None and size is not None and size > limit:
-            raise FileTooLargeError(
-                f"{redact(self.url)} is {human_size(size)} ({size} bytes), more than the "
-                f"{human_size(limit)} allowed"
-            )
+        check_max_size(redact(self.url), size, limit)
         ranged = remote.ranges and size is not None
-        # Mirrors must agree before anything is created on disk.
-        mirrors = []
-        if self.options.mirrors and not ranged:
-            log.warning("the server does not serve ranges: mirrors are not used")
-        elif self.options.mirrors:
-            timeouts = self._context().timeouts
-            mirrors = usable_mirrors(
-                remote,
-                self.url,
-                self.options.mirrors,
-                lambda url: first_byte(first.session, url, None, timeouts),
-            )
+        timeouts = self._context().timeouts  # mirrors must agree before the disk is touched
+        mirrors = mirror_sources(
+            remote,
+            self.url,
+            self.options.mirrors,
+            lambda url: first_byte(first.session, url, None, timeouts),
+            ranged=bool(ranged),
+        )
         if record is None:
-            if size == 0 or first.response is None:
-                segments = []
-            elif ranged:
-                assert size is not None
-                segments = fresh_plan(size, self.options.connections, self.options.min_split)
-            elif size is not None:
-                segments = [Segment(0, size - 1)]
-            else:  # length unknown: read to the end, or to one byte past the allowed maximum
-                segments = [Segment(0, _UNKNOWN_END if limit is None else limit)]
+            segments = initial_plan(
+                size,
+                self.options.connections,
+                self.options.min_split,
+                ranged=bool(ranged),
+                body=first.response is not None,
+                max_size=limit,
+            )
             check_free_space(dest.parent, size or 0)
             part = PartFile.create(part_path, size)
         else:
@@ -482,14 +424,8 @@ class Downloader(DownloadFuture):
         if self.options.checksum:
             # On a mismatch the data stays, recorded as complete: the right checksum
             # finishes it without fetching the body again.
-            kept = state.Record(
-                redact(self.url),
-                size,
-                validators.etag,
-                validators.last_modified if validators.strong_date else None,
-                [(0, size - 1, size, size if self.options.fsync else 0)] if size else [],
-                state.boot_id(),
-            )
+            url = redact(self.url)
+            kept = state.complete_record(url, size, validators, synced=self.options.fsync)
             completion_of(self).verify(part_path, side, self.url, kept)
         mtime = http_date_to_timestamp(validators.last_modified)
         finalize(part_path, dest, force=self.options.force, mtime=mtime, durable=self.options.fsync)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from pathlib import Path
 from typing import Dict, Optional
 from urllib.parse import unquote, urlsplit
 
@@ -45,6 +46,25 @@ def name_from_url(url: str) -> str:
     path = urlsplit(url).path
     segment = path.rsplit("/", 1)[-1]
     return safe_name(unquote(segment)) or FALLBACK_NAME
+
+
+def output_path(
+    output: Optional[Path], directory: Optional[Path], name: Optional[str], url: str
+) -> Path:
+    """Where a download of ``url`` is saved, as far as it is known before the probe.
+
+    ``output`` is the file asked for (relative to ``directory``; an existing directory
+    means "inside it"), else the file is in ``directory`` (default: the current one);
+    inside a directory it is named ``name`` (the server's), else after the URL.
+    """
+    base = directory or Path(".")
+    if output is not None:
+        if directory is not None and not output.is_absolute():
+            output = directory / output
+        if output.is_dir():
+            return output / (name or name_from_url(url))
+        return output
+    return base / (name or name_from_url(url))
 
 
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"

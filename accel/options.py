@@ -11,8 +11,8 @@ from .exceptions import UsageError
 from .limits import HostSlots, RateLimiter
 from .planner import DEFAULT_MIN_SEGMENT
 from .retry import RetryPolicy
-from .transport import check_url
 from .units import to_bytes
+from .urls import check_url
 from .verify import parse_checksum
 
 MAX_CONNECTIONS = 64

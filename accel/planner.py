@@ -18,6 +18,8 @@ MiB = 1024 * KiB
 DEFAULT_MIN_SEGMENT = 1 * MiB
 #: Split points are rounded to this, so writes stay page aligned.
 ALIGN = 64 * KiB
+#: The end of a stream of unknown length (read until the server ends it).
+_UNKNOWN_END = 2**63 - 2
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,31 @@ def fresh_plan(
 ) -> List[Segment]:
     """Segments for a new download."""
     return [Segment(r.start, r.end) for r in plan(size, connections, min_segment)]
+
+
+def initial_plan(
+    size: Optional[int],
+    connections: int,
+    min_segment: int = DEFAULT_MIN_SEGMENT,
+    *,
+    ranged: bool,
+    body: bool = True,
+    max_size: Optional[int] = None,
+) -> List[Segment]:
+    """Segments for the first run of a download of ``size`` bytes (None: unknown).
+
+    With ranges, :func:`fresh_plan`; without them one segment for the whole file; with no
+    ``body`` to read (or nothing to fetch), none. A stream of unknown length reads to its
+    end, or to one byte past ``max_size`` (the largest allowed), to notice it is too long.
+    """
+    if size == 0 or not body:
+        return []
+    if ranged:
+        assert size is not None
+        return fresh_plan(size, connections, min_segment)
+    if size is not None:
+        return [Segment(0, size - 1)]
+    return [Segment(0, _UNKNOWN_END if max_size is None else max_size)]
 
 
 def steal_point(

@@ -180,3 +180,24 @@ def usable_mirrors(
             continue
         sources.append(Source(final_url, mirror, seen))
     return sources
+
+
+def mirror_sources(
+    main: RemoteFile,
+    url: str,
+    mirrors: Sequence[str],
+    probe: Callable[[str], Tuple[str, int, Validators]],
+    *,
+    ranged: bool,
+) -> List[Source]:
+    """The mirrors a download of ``url`` uses besides it (see :func:`usable_mirrors`).
+
+    Mirrors need ranges: without them (``ranged`` false) none is used, with a warning.
+    Mirrors must agree before anything is created on disk.
+    """
+    if not mirrors:
+        return []
+    if not ranged:
+        log.warning("the server does not serve ranges: mirrors are not used")
+        return []
+    return usable_mirrors(main, url, mirrors, probe)

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .exceptions import LocalFileError, local_error
-from .planner import Segment, check_tiling
+from .planner import Segment, check_tiling, resume_plan
+from .remote import Validators
 from .storage import data_until, fsync_dir
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,28 @@ class Record:
         """Segments with the byte counts that are safe to trust in boot ``current_boot``."""
         same_boot = current_boot is not None and current_boot == self.boot_id
         return [Segment(s, e, w if same_boot else y) for s, e, w, y in self.segments]
+
+    @property
+    def validators(self) -> Validators:
+        """What the server said of the file when this was recorded."""
+        return Validators(self.size, self.etag, self.last_modified)
+
+    def resume_plan(self, connections: int, min_split: int) -> List[Segment]:
+        """The segments of a new run that continues this one (see :func:`planner.resume_plan`)."""
+        segments = self.trusted_segments(boot_id())
+        return resume_plan(self.size, segments, connections, min_split)
+
+
+def complete_record(url: str, size: int, validators: Validators, *, synced: bool) -> Record:
+    """The record of a whole file of ``size`` bytes written (and ``synced``) in this boot."""
+    return Record(
+        url,
+        size,
+        validators.etag,
+        validators.last_modified if validators.strong_date else None,
+        [(0, size - 1, size, size if synced else 0)] if size else [],
+        boot_id(),
+    )
 
 
 @functools.cache
@@ -182,6 +205,41 @@ def check_data(record: Record, part_path: Path) -> Record:
             missing,
         )
     return Record(record.url, record.size, record.etag, record.last_modified, rows, record.boot_id)
+
+
+def load_vetted(side: Path, url: str, *, keep_complete: bool) -> Optional[Record]:
+    """The sidecar ``side`` if a new run of ``url`` (as recorded: redacted) may resume from it.
+
+    One that cannot be trusted, belongs to another URL or cannot be verified against the
+    server (no strong validator) is removed with a warning: the run starts from zero.
+    ``keep_complete`` keeps a fully written one regardless (a checksum will decide).
+    """
+    if not side.exists() and not side.is_symlink():
+        return None
+    part = side.with_name(side.name[: -len(".json")])
+    try:
+        # Strict parsing, then the disk's word: a claimed byte in a hole was never written.
+        record = check_data(load(side, part), part)
+    except InvalidState as exc:
+        log.warning("ignoring the saved state in %s (%s); starting from zero", side, exc)
+        remove(side)
+        return None
+    if record.url != url:
+        log.warning("%s belongs to another URL (%s); starting from zero", side, record.url)
+        remove(side)
+        return None
+    complete = all(w == e - s + 1 for s, e, w, _ in record.segments)
+    if complete and keep_complete:
+        return record  # kept after a checksum mismatch: the checksum will decide
+    if not record.validators.resumable:
+        log.warning(
+            "the server gave no strong ETag or Last-Modified for %s, so the partial file "
+            "cannot be verified; starting from zero",
+            url,
+        )
+        remove(side)
+        return None
+    return record
 
 
 def _parse(doc: Any) -> Record:

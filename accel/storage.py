@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Optional, Set, Tuple
 
 from .exceptions import (
+    FileTooLargeError,
     InsufficientSpaceError,
+    LocalFileError,
     LockedError,
     OutputExistsError,
     local_error,
@@ -111,6 +113,27 @@ class PartFile:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
+
+
+def prepare_directory(directory: Optional[Path], parent: Path) -> None:
+    """Create ``directory`` (the one asked for, if any); check ``parent`` can hold the file."""
+    if directory is not None:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise local_error(exc, f"cannot create directory {directory}") from exc
+    if not parent.is_dir():
+        if os.path.lexists(parent):
+            raise LocalFileError(f"cannot save into {parent}: not a directory")
+        raise LocalFileError(f"directory {parent} does not exist")
+
+
+def check_max_size(url: str, size: Optional[int], limit: Optional[int]) -> None:
+    """Raise :class:`FileTooLargeError` if the file at ``url`` (shown) is over ``limit``."""
+    if limit is not None and size is not None and size > limit:
+        raise FileTooLargeError(
+            f"{url} is {human_size(size)} ({size} bytes), more than the {human_size(limit)} allowed"
+        )
 
 
 def check_free_space(directory: Path, needed: int) -> None:

@@ -12,14 +12,20 @@ import logging
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Hashable, List, Mapping, Optional, Tuple, Union
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .exceptions import InsecureRedirectError, UsageError
+from .exceptions import InsecureRedirectError
 from .retry import RetryPolicy
+
+# Re-exported: the URL helpers lived here before accel.urls.
+from .urls import Origin as Origin
+from .urls import check_url as check_url
+from .urls import origin as origin
+from .urls import redact as redact
 from .version import __version__
 
 log = logging.getLogger(__name__)
@@ -50,42 +56,6 @@ def urllib3_retry(policy: RetryPolicy) -> Retry:
         raise_on_status=False,
         raise_on_redirect=False,
     )
-
-
-def redact(url: str) -> str:
-    """``url`` without any ``user:password@``."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def check_url(url: str) -> str:
-    """Return ``url`` if it is an absolute http(s) URL, else raise :class:`UsageError`."""
-    if not isinstance(url, str) or any(c in url for c in "\r\n\t "):
-        raise UsageError(f"invalid URL (contains white space): {redact(str(url))!r}")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"invalid URL (need http:// or https://): {redact(url)}")
-    try:
-        parts.port  # noqa: B018 - raises for a bad port
-    except ValueError:
-        raise UsageError(f"invalid port in URL: {redact(url)}") from None
-    return url
-
-
-Origin = Tuple[str, str, Optional[int]]
-
-
-def origin(url: str) -> Origin:
-    """(scheme, host, port) of ``url`` with default ports filled in."""
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
 
 
 class Session(requests.Session):

@@ -3,6 +3,7 @@ another port, another origin), deterministic data, nginx. Plain helpers are in h
 
 from __future__ import annotations
 
+import logging
 from typing import Iterator
 
 import pytest
@@ -29,3 +30,12 @@ def other_server() -> Iterator[FaultServer]:
 def data() -> bytes:
     """3 MiB + 123 bytes of deterministic random data (not a multiple of any chunk)."""
     return make_data(3 * 1024 * 1024 + 123, seed=1)
+
+
+@pytest.fixture(autouse=True)
+def _restore_accel_logger() -> Iterator[None]:
+    """Every test leaves the ``accel`` logger as it found it (``cli.main`` configures it)."""
+    logger = logging.getLogger("accel")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved

@@ -16,8 +16,8 @@ import pyte
 import pytest
 
 from accel import events as ev
-from accel.progress import BAR_MIN, Reporter, Screen, TotalBar, human_size, layout, squeeze
-from accel.progress import _Parts as Parts
+from accel.progress import Reporter, TotalBar, human_size
+from accel.screen import BAR_MIN, Parts, Screen, layout, squeeze
 from accel.units import human_amount, human_duration, human_rate
 from tests.helpers import MiB
 

@@ -11,7 +11,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Set, Tuple
 
 import requests
 
@@ -154,7 +154,9 @@ class Transfer:
         """Fetch with one worker on this thread; ``_tick`` does the run loop's chores.
 
         The chores wait for a write, and a trickling or stalled read may not return for a
-        long time: a guard thread relays a cancel and runs the low-speed watchdog.
+        long time: the process's guard thread relays a cancel and runs the low-speed
+        watchdog (one thread for all inline transfers: a thread per small file would cost
+        more than the file).
         """
         now = time.monotonic()
         self._next_tick, self._last_commit, self._last_sync = now + TICK, now, now
@@ -169,27 +171,25 @@ class Transfer:
             self.messages,
             tick=self._tick,
         )
-        done = threading.Event()
-        guard = threading.Thread(target=self._guard, args=(done,), name="accel-guard", daemon=True)
-        guard.start()
+        GUARD.watch(self)
         try:
             worker.run((claim, first), session)
         finally:
-            done.set()
-            guard.join()
+            GUARD.forget(self)
         return self._drain()
 
-    def _guard(self, done: threading.Event) -> None:
-        """The inline worker's watchdog (see :meth:`_run_inline`)."""
-        while not done.wait(TICK):
-            if self.ctx.cancel.is_set():
-                self._halt()
-                return
-            error = self._watch(time.monotonic())
-            if error is not None:
-                self.messages.put(("error", error))
-                self._halt()
-                return
+    def guard(self, now: float) -> bool:
+        """The guard's look at an inline transfer: relay a cancel, enforce the speed floor.
+        Returns whether the transfer was stopped (it needs no more looks)."""
+        if self.ctx.cancel.is_set():
+            self._halt()
+            return True
+        error = self._watch(now)
+        if error is not None:
+            self.messages.put(("error", error))
+            self._halt()
+            return True
+        return False
 
     def _halt(self) -> None:
         """Stop the workers now, waking any read (any thread)."""
@@ -346,3 +346,50 @@ def _response_start(resp: requests.Response) -> int:
         return 0
     parsed = parse_content_range(resp.headers.get("Content-Range"))
     return parsed[0] if parsed else -1
+
+
+class _Guard:
+    """The thread that looks after every inline transfer of the process, every ``TICK``
+    (see :meth:`Transfer._run_inline`); it ends after a second with nothing to watch."""
+
+    IDLE_EXIT = 1.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: Set[Transfer] = set()
+        self._thread: Optional[threading.Thread] = None
+
+    def watch(self, transfer: Transfer) -> None:
+        """Look after ``transfer`` until :meth:`forget`."""
+        with self._lock:
+            self._watched.add(transfer)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="accel-guard", daemon=True)
+                self._thread.start()
+
+    def forget(self, transfer: Transfer) -> None:
+        """Stop looking after ``transfer``."""
+        with self._lock:
+            self._watched.discard(transfer)
+
+    def _run(self) -> None:
+        idle = 0.0
+        while True:
+            time.sleep(TICK)
+            with self._lock:
+                watched = list(self._watched)
+                if not watched:
+                    idle += TICK
+                    if idle >= self.IDLE_EXIT:
+                        self._thread = None
+                        return
+                    continue
+            idle = 0.0
+            now = time.monotonic()
+            for transfer in watched:
+                if transfer.guard(now):
+                    self.forget(transfer)
+
+
+#: The one guard thread of the process (started when an inline transfer needs it).
+GUARD = _Guard()

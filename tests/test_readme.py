@@ -21,8 +21,8 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 def python_blocks(after: str) -> List[str]:
     """The ```python blocks of the section that starts with the heading ``after``."""
     start = README.index(after)
-    end = README.find("\n## ", start + len(after))
-    section = README[start : end if end >= 0 else None]
+    following = re.search(r"\n#{2,3} ", README[start + len(after) :])
+    section = README[start : start + len(after) + following.start() if following else None]
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
 

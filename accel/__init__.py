@@ -12,101 +12,58 @@ from . import _startup  # noqa: F401  isort: skip
 import logging
 from typing import TYPE_CHECKING, Any
 
+from .events import (
+    AlreadyComplete,
+    Cancelled,
+    Completed,
+    Event,
+    Failed,
+    ManagerProgress,
+    Progress,
+    Restarted,
+    Retrying,
+    SegmentCompleted,
+    Started,
+)
+from .exceptions import (
+    AccelError,
+    CancelledError,
+    FileTooLargeError,
+    HTTPError,
+    InsecureRedirectError,
+    InsufficientSpaceError,
+    LocalFileError,
+    LockedError,
+    NetworkError,
+    OutputExistsError,
+    RemoteChangedError,
+    RemoteProtocolError,
+    UsageError,
+    VerificationError,
+)
+from .limits import HostSlots, RateLimiter
+from .options import Options
+from .retry import RetryPolicy
 from .version import __version__
 
-if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
+if TYPE_CHECKING:  # for type checkers; at run time these load on first use
     import os
     from pathlib import Path
     from typing import Union
 
     from .downloader import Downloader
-    from .events import (
-        AlreadyComplete,
-        Cancelled,
-        Completed,
-        Event,
-        Failed,
-        ManagerProgress,
-        Progress,
-        Restarted,
-        Retrying,
-        SegmentCompleted,
-        Started,
-    )
-    from .exceptions import (
-        AccelError,
-        CancelledError,
-        FileTooLargeError,
-        HTTPError,
-        InsecureRedirectError,
-        InsufficientSpaceError,
-        LocalFileError,
-        LockedError,
-        NetworkError,
-        OutputExistsError,
-        RemoteChangedError,
-        RemoteProtocolError,
-        UsageError,
-        VerificationError,
-    )
-    from .limits import HostSlots, RateLimiter
     from .manager import Manager
-    from .options import Options
-    from .retry import RetryPolicy
 
 # A library logs but never prints: without configuration, its records go nowhere.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-#: Where each public name lives. ``import accel`` imports none of them: the network stack
-#: (requests) loads when a name that needs it is first used, so ``accel --version`` and
-#: ``--help`` start at once.
-_HOMES = {
-    "Downloader": "downloader",
-    "Manager": "manager",
-    "Options": "options",
-    "RetryPolicy": "retry",
-    "HostSlots": "limits",
-    "RateLimiter": "limits",
-    **dict.fromkeys(
-        (
-            "AlreadyComplete",
-            "Cancelled",
-            "Completed",
-            "Event",
-            "Failed",
-            "ManagerProgress",
-            "Progress",
-            "Restarted",
-            "Retrying",
-            "SegmentCompleted",
-            "Started",
-        ),
-        "events",
-    ),
-    **dict.fromkeys(
-        (
-            "AccelError",
-            "CancelledError",
-            "FileTooLargeError",
-            "HTTPError",
-            "InsecureRedirectError",
-            "InsufficientSpaceError",
-            "LocalFileError",
-            "LockedError",
-            "NetworkError",
-            "OutputExistsError",
-            "RemoteChangedError",
-            "RemoteProtocolError",
-            "UsageError",
-            "VerificationError",
-        ),
-        "exceptions",
-    ),
-}
+#: The names that need the network stack (requests): ``import accel`` does not load them
+#: until first used, so ``accel --version`` and ``--help`` start at once (PEP 562).
+_LAZY = {"Downloader": "downloader", "Manager": "manager"}
 
 
 def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
+    home = _LAZY.get(name)
     if home is None:
         raise AttributeError(f"module 'accel' has no attribute {name!r}")
     import importlib
@@ -117,7 +74,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_HOMES})
+    return sorted({*globals(), *_LAZY})
 
 
 def download(url: str, output: Union[str, os.PathLike[str], None] = None, **options: Any) -> Path:

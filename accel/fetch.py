@@ -27,6 +27,7 @@ from .remote import (
     Retryable,
     Validators,
     check_partial,
+    parse_content_range,
     parse_retry_after,
     validators_of,
 )
@@ -280,6 +281,22 @@ def stream(
             limiter.consume(n, stop)
         if tick is not None:
             tick()
+
+
+def response_start(resp: requests.Response) -> int:
+    """The first offset a validated response brings (0 for a 200 stream; -1 if unknown)."""
+    if resp.status_code == 200:
+        return 0
+    parsed = parse_content_range(resp.headers.get("Content-Range"))
+    return parsed[0] if parsed else -1
+
+
+def response_end(resp: requests.Response) -> Optional[int]:
+    """The last offset a validated 206 covers (None for a 200 stream)."""
+    if resp.status_code != 206:
+        return None
+    parsed = parse_content_range(resp.headers.get("Content-Range"))
+    return parsed[1] if parsed else None
 
 
 def finish(resp: requests.Response) -> None:

@@ -19,11 +19,11 @@ from . import events as ev
 from .commit import Committer
 from .context import Context, Restart
 from .exceptions import AccelError, CancelledError
-from .fetch import interrupt
+from .fetch import interrupt, response_end, response_start
 from .limits import SlotLease
 from .meter import RateMeter
 from .planner import Segment
-from .remote import RangesUnsupported, RemoteChanged, RemoteFile, parse_content_range
+from .remote import RangesUnsupported, RemoteChanged, RemoteFile
 from .scheduler import Claim, Scheduler
 from .sources import Source, SourcePool
 from .storage import PartFile
@@ -104,7 +104,7 @@ class Transfer:
         self.committer.resume()
         claim = None
         if first is not None:
-            claim = self.scheduler.first_claim(_response_start(first), lease)
+            claim = self.scheduler.first_claim(response_start(first), lease)
         if claim is None:  # nothing to continue: let go of what the probe held
             if first is not None:
                 first.close()
@@ -300,11 +300,7 @@ class Transfer:
 
     def _watch(self, now: float) -> Optional[AccelError]:
         """The low-speed watchdog (see :class:`accel.watchdog.SpeedFloor`)."""
-        return self.floor.check(now, self.scheduler.live(), self.scheduler.written())
-
-    def commit(self) -> None:
-        """Save the sidecar now."""
-        self.committer.commit()
+        return self.floor.check(now, self.scheduler)
 
     def release(self) -> None:
         """Close the part file once no thread can write to it any more."""
@@ -333,19 +329,10 @@ class Transfer:
         return ev.Progress(written, total, rate, eta, live, cells)
 
 
-def _covers_all(resp: Optional[requests.Response], claim: Claim) -> bool:
+def _covers_all(resp: requests.Response, claim: Claim) -> bool:
     """Whether ``resp`` brings the whole of ``claim``'s segment, the only one missing."""
-    if resp is None or resp.status_code != 206:
-        return False
-    parsed = parse_content_range(resp.headers.get("Content-Range"))
-    return parsed is not None and parsed[1] >= claim.seg.end
-
-
-def _response_start(resp: requests.Response) -> int:
-    if resp.status_code == 200:
-        return 0
-    parsed = parse_content_range(resp.headers.get("Content-Range"))
-    return parsed[0] if parsed else -1
+    end = response_end(resp)
+    return end is not None and end >= claim.seg.end
 
 
 class _Guard:

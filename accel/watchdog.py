@@ -16,7 +16,7 @@ from .exceptions import AccelError, NetworkError
 from .fetch import interrupt
 from .limits import RateLimiter
 from .options import Options
-from .scheduler import Claim
+from .scheduler import Claim, Scheduler
 from .units import human_rate
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,8 @@ class SpeedFloor:
         """Start the wall clock of the watch at ``now`` (when the workers start)."""
         self._watched = now
 
-    def check(self, now: float, live: List[Claim], written: int) -> Optional[AccelError]:
-        """Look at the ``live`` claims and the bytes ``written`` so far; the error or None.
+    def check(self, now: float, scheduler: Scheduler) -> Optional[AccelError]:
+        """Look at the ``scheduler``'s live claims and bytes written; the error or None.
 
         A connection below the floor is replaced (it re-requests its range from where it
         stopped) when another one shows that the floor can be reached; several connections
@@ -66,6 +66,7 @@ class SpeedFloor:
             return None
         window = opts.low_speed_time
         elapsed, self._watched = now - self._watched, now
+        live, written = scheduler.live(), scheduler.written()
         limiter = opts.limit_rate
         held = isinstance(limiter, RateLimiter) and limiter.reserve(0) > 0
         if held or not any(c.response is not None for c in live):

@@ -27,6 +27,7 @@ from .fetch import (
     interrupt,
     raise_for_status,
     request_range,
+    response_end,
     stream,
 )
 from .limits import RateLimiter
@@ -37,7 +38,6 @@ from .remote import (
     Retryable,
     TotalMismatch,
     content_length,
-    parse_content_range,
 )
 from .retry import RetryState
 from .scheduler import Claim, Scheduler
@@ -149,7 +149,7 @@ class Worker:
                         self.fd,
                         claim,
                         self.stop,
-                        resp_end=_response_end(resp),
+                        resp_end=response_end(resp),
                         limiter=self.limiter,
                         tick=self.tick,
                     ):
@@ -269,11 +269,3 @@ class Worker:
                 continue  # at the freshly resolved URL
             source.confirmed = max(source.confirmed, used)
             return resp
-
-
-def _response_end(resp: requests.Response) -> Optional[int]:
-    """The last offset a validated 206 covers (None for a 200 stream)."""
-    if resp.status_code != 206:
-        return None
-    parsed = parse_content_range(resp.headers.get("Content-Range"))
-    return parsed[1] if parsed else None

@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Tuple
 import requests
 import urllib3
 
+from . import zerocopy
 from .exceptions import HTTPError, NetworkError, UsageError, local_error
 from .limits import RateLimiter
 from .remote import (
@@ -191,18 +192,32 @@ class ReadBuffer:
     Reads fill the buffer completely (no allocation per read), so the size adapts: it
     doubles while reads complete quickly and halves when one takes long, keeping each
     read near a tenth of a second (progress, watchdog and cancel stay responsive on slow
-    links; fast links get large reads and few system calls).
+    links; fast links get large reads and few system calls). The memory is taken on first
+    use: a worker whose bodies are spliced (:mod:`accel.zerocopy`) uses its ``pipe`` instead.
     """
 
     MIN = 16 * 1024
     FAST, SLOW = 0.02, 0.15
 
-    def __init__(self, limit: int = READ_MAX) -> None:
-        self.limit = max(1, limit)
+    def __init__(self, cap: int = READ_MAX) -> None:
+        self.cap = max(1, cap)  # the most one read may bring (steal margin, rate limit)
+        self.limit = min(self.cap, READ_MAX)
         self.floor = min(self.MIN, self.limit)
-        self.buf = bytearray(self.limit)
-        self.view = memoryview(self.buf)
         self.size = self.floor  # grows within a few reads on a fast link
+        self.pipe: Optional[zerocopy.Pipe] = None
+        self._view: Optional[memoryview] = None
+
+    @property
+    def view(self) -> memoryview:
+        """The buffer's memory (allocated on first use)."""
+        if self._view is None:
+            self._view = memoryview(bytearray(self.limit))
+        return self._view
+
+    def use(self, limit: int) -> None:
+        """Let reads grow to ``limit`` (within the cap): READ_MAX or a pipe's size."""
+        self.limit = min(self.cap, limit)
+        self.size = min(self.size, self.limit)
 
     def adapt(self, elapsed: float, filled: bool) -> None:
         """Resize after a read that took ``elapsed`` seconds (``filled``: it got all it asked)."""
@@ -224,8 +239,9 @@ def stream(
 ) -> bool:
     """Copy the body of ``resp`` into ``fd`` from ``task.pos`` up to ``task.seg.end``.
 
-    Reads go into ``task.buffer`` (created on first use). ``resp_end`` is the last offset
-    the response covers when it may stop short of the segment's end. Returns True when the
+    Reads go into ``task.buffer`` (created on first use), or straight from the socket to the
+    file where :func:`accel.zerocopy.copier` can. ``resp_end`` is the last offset the
+    response covers when it may stop short of the segment's end. Returns True when the
     segment's end was reached (or, for ``until_eof`` tasks, the body ended), False when told
     to stop or when the response is used up. A body that ends early raises
     :class:`Retryable`. ``limiter`` is charged for every read; ``tick`` is called after each.
@@ -233,11 +249,13 @@ def stream(
     if task.buffer is None:
         task.buffer = ReadBuffer()
     buffer = task.buffer
-    # http.client's response under urllib3: readinto() fills our buffer with no copies.
-    readinto = getattr(getattr(resp.raw, "_fp", None), "readinto", None)
-    if readinto is None:  # pragma: no cover - another transport
-        readinto = resp.raw.readinto
-    view = buffer.view
+    copy = zerocopy.copier(resp, fd, buffer)
+    if copy is not None:
+        assert buffer.pipe is not None
+        buffer.use(buffer.pipe.size)  # no user-space buffer: reads as large as the pipe
+    else:
+        buffer.use(READ_MAX)
+        copy = _read_copy(resp, fd, buffer)
     seg = task.seg
     pos = task.pos
     clock = time.monotonic
@@ -254,7 +272,7 @@ def stream(
         want = min(buffer.size, end + 1 - pos)
         started = clock()
         try:
-            n = readinto(view[:want])
+            n = copy(want, pos)
         except _NETWORK_ERRORS as exc:
             if task.abort or stop.is_set():
                 return False
@@ -266,12 +284,6 @@ def stream(
             if task.until_eof:
                 return True
             raise BadResponse(f"body ended early at byte {pos} of {seg.start}-{end}")
-        try:
-            written = 0
-            while written < n:
-                written += os.pwrite(fd, view[written:n], pos + written)
-        except OSError as exc:
-            raise local_error(exc, "cannot write the download") from exc
         pos += n
         task.pos = pos
         task.last_progress = now
@@ -281,6 +293,27 @@ def stream(
             limiter.consume(n, stop)
         if tick is not None:
             tick()
+
+
+def _read_copy(resp: requests.Response, fd: int, buffer: ReadBuffer) -> zerocopy.Copy:
+    """The ordinary :data:`~accel.zerocopy.Copy`: ``readinto`` the buffer, ``pwrite`` it."""
+    # http.client's response under urllib3: readinto() fills our buffer with no copies.
+    readinto = getattr(getattr(resp.raw, "_fp", None), "readinto", None)
+    if readinto is None:  # pragma: no cover - another transport
+        readinto = resp.raw.readinto
+    view = buffer.view
+
+    def copy(want: int, pos: int) -> int:
+        n: int = readinto(view[:want])
+        try:
+            written = 0
+            while written < n:
+                written += os.pwrite(fd, view[written:n], pos + written)
+        except OSError as exc:
+            raise local_error(exc, "cannot write the download") from exc
+        return n
+
+    return copy
 
 
 def response_start(resp: requests.Response) -> int:

@@ -18,7 +18,6 @@ from . import events as ev
 from .context import Context
 from .exceptions import FileTooLargeError, HTTPError, NetworkError
 from .fetch import (
-    READ_MAX,
     REFRESH_STATUSES,
     ReadBuffer,
     finish,
@@ -118,10 +117,10 @@ class Worker:
     def _buffer(self) -> ReadBuffer:
         # A read never exceeds min_split (the steal margin) nor a tenth of a second of the
         # rate limit (so the limiter's waits stay short).
-        limit = min(READ_MAX, self.ctx.options.min_split)
+        cap = self.ctx.options.min_split
         if self.limiter is not None:
-            limit = min(limit, self.limiter.read_size)
-        return ReadBuffer(limit)
+            cap = min(cap, self.limiter.read_size)
+        return ReadBuffer(cap)
 
     def _run_claim(
         self,

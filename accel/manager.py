@@ -299,6 +299,10 @@ class Manager:
             self._work.notify_all()
         if wait:
             self.wait()
+            with self._cond:
+                threads = [t for t in self._threads if t is not threading.current_thread()]
+            for thread in threads:  # each sees the Manager closed and ends at once
+                thread.join()
             self._sessions.close()
 
     def __enter__(self) -> Manager:

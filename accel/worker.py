@@ -112,6 +112,8 @@ class Worker:
         finally:
             if session is not None:
                 session.close()
+            if buffer is not None:
+                buffer.close()
             self.messages.put(("exit", None))
 
     def _buffer(self) -> ReadBuffer:

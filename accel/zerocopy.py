@@ -33,6 +33,8 @@ Copy = Callable[[int, int], int]
 AVAILABLE = sys.platform.startswith("linux") and hasattr(os, "splice")
 #: The pipe size asked for: a read never moves more than this at once.
 PIPE_SIZE = 1024 * 1024
+#: Bodies shorter than this are read the ordinary way.
+SPLICE_MIN = 256 * 1024
 _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Python >= 3.10 names it)
 _F_GETPIPE_SZ = 1032
 _MOVE = getattr(os, "SPLICE_F_MOVE", 1)
@@ -106,8 +108,8 @@ def copier(resp: Any, fd: int, holder: Any) -> Optional[Copy]:
         return None
     if getattr(hr, "chunked", True) or not isinstance(getattr(hr, "length", None), int):
         return None
-    if getattr(hr, "_method", "GET") != "GET":
-        return None
+    if getattr(hr, "_method", "GET") != "GET" or hr.length < SPLICE_MIN:
+        return None  # a small body: a pipe's set-up costs more than the copy it saves
     pipe = holder.pipe
     if pipe is None:
         try:

@@ -192,3 +192,38 @@ def test_the_pipe_closes_with_its_worker() -> None:
     for fd in (r, w):
         with pytest.raises(OSError):
             os.fstat(fd)
+
+
+def test_small_bodies_are_read(
+    server: FaultServer, tmp_path: Path, spliced: Dict[str, int]
+) -> None:
+    """Below SPLICE_MIN a pipe's set-up costs more than it saves: the body is read."""
+    data = make_data(zerocopy.SPLICE_MIN - 1, seed=8)
+    server.add_file("/f.bin", data)
+    out = accel.Downloader(server.url("/f.bin"), tmp_path / "f.bin", options=opts()).run()
+    assert sha256(out) == sha256(data)
+    assert spliced["calls"] == 0
+
+
+def test_no_pipe_outlives_its_download(
+    server: FaultServer, tmp_path: Path, spliced: Dict[str, int]
+) -> None:
+    def pipes() -> int:
+        count = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                count += os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+            except FileNotFoundError:  # the directory listing's own descriptor
+                pass
+        return count
+
+    before = pipes()
+    datas = [make_data(600 * KiB, seed=20 + i) for i in range(6)]
+    for i, data in enumerate(datas):
+        server.add_file(f"/f{i}.bin", data)
+    with accel.Manager(jobs=3, directory=tmp_path, options=opts(connections=2)) as m:
+        ds = [m.add(server.url(f"/f{i}.bin")) for i in range(len(datas))]
+    for d, data in zip(ds, datas):
+        assert sha256(d.result()) == sha256(data)
+    assert spliced["calls"] > 0
+    assert pipes() == before

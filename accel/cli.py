@@ -12,9 +12,10 @@ import logging
 import os
 import sys
 import warnings
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
 
 from ._startup import exit_quietly_on_signals, leave
+from .autoscale import START as AUTO_START
 from .config import ConfigError, as_argv, config_path, read_config
 from .exceptions import UsageError
 from .exitcodes import (  # noqa: F401 - the command line's exit codes, re-exported
@@ -32,7 +33,7 @@ from .exitcodes import (  # noqa: F401 - the command line's exit codes, re-expor
     exit_code_for,
 )
 from .limits import parse_rate
-from .options import MAX_CONNECTIONS, Options, speed_limit
+from .options import AUTO, MAX_CONNECTIONS, Options, speed_limit
 from .units import parse_size
 from .verify import parse_checksum
 from .version import __version__
@@ -46,6 +47,7 @@ EPILOG = f"""\
 examples:
   accel https://example.org/big.iso     8 connections, saves ./big.iso
   accel URL -n 16 -o disk.img           16 connections, saves disk.img
+  accel URL -n auto                     as many connections as make it faster (up to 16)
   accel URL -o downloads/               saves into downloads/ (created) under its name
   accel -i urls.txt -j 3 -d downloads   a list of URLs, 3 files at a time
   accel --demo                          a local demonstration (needs no network)
@@ -114,6 +116,18 @@ def _int_in(low: int, high: int) -> Any:
         return value
 
     return convert
+
+
+def _connection_count(text: str) -> Union[int, str]:
+    if text.strip().lower() == AUTO:
+        return AUTO
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_CONNECTIONS:
+        raise ValueError(f"use a number from 1 to {MAX_CONNECTIONS}, or auto")
+    return value
 
 
 def _positive(text: str) -> float:
@@ -188,11 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "-n",
         "--connections",
-        type=_type(_int_in(1, MAX_CONNECTIONS), "connection count"),
+        type=_type(_connection_count, "connection count"),
         default=DEFAULTS.connections,
         metavar="N",
-        help=f"parallel connections per file, 1..{MAX_CONNECTIONS} "
-        f"(default: {DEFAULTS.connections})",
+        help=f"parallel connections per file, 1..{MAX_CONNECTIONS}, or 'auto': start with "
+        f"{AUTO_START}, add more while that makes it faster (default: {DEFAULTS.connections})",
+    )
+    g.add_argument(
+        "--max-connections",
+        type=_type(_int_in(1, MAX_CONNECTIONS), "connection cap"),
+        default=DEFAULTS.max_connections,
+        metavar="N",
+        help=f"the most connections -n auto uses (default: {DEFAULTS.max_connections})",
     )
     g.add_argument(
         "-j",
@@ -348,6 +369,7 @@ def _manager(args: Any) -> Manager:
         directory=args.dir,
         max_per_host=args.max_per_host,
         connections=args.connections,
+        max_connections=args.max_connections,
         headers=headers,
         timeout=args.timeout,
         retries=args.retries,

@@ -282,7 +282,7 @@ class Downloader(DownloadFuture):
             segments: List[Segment] = []
             look = False
             if record is not None:
-                segments = record.resume_plan(self.options.connections, self.options.min_split)
+                segments = record.resume_plan(self.options.most_connections, self.options.min_split)
                 pending = [s for s in segments if not s.done]
                 start, end = (pending[0].start, pending[0].end) if pending else (record.size, None)
                 known = record.validators
@@ -352,7 +352,7 @@ class Downloader(DownloadFuture):
         if record is None:
             segments = initial_plan(
                 size,
-                self.options.connections,
+                self.options.most_connections,
                 self.options.min_split,
                 ranged=bool(ranged),
                 body=first.response is not None,
@@ -383,7 +383,7 @@ class Downloader(DownloadFuture):
                 dest,
                 size,
                 sum(s.written for s in segments),
-                self.options.connections if ranged else 1,
+                self.options.initial_connections if ranged else 1,
                 ranged=bool(ranged),
                 resumable=bool(resumable),
             )

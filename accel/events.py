@@ -110,6 +110,8 @@ class Progress:
     connections: int
     #: One character per cell: "#" written, ">" in flight, "." missing.
     segment_map: str = ""
+    #: Whether ``connections`` follows the throughput (``connections="auto"``).
+    auto: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
+from . import autoscale
 from .exceptions import UsageError
 from .limits import HostSlots, RateLimiter
 from .planner import DEFAULT_MIN_SEGMENT
@@ -16,6 +17,8 @@ from .urls import check_url
 from .verify import parse_checksum
 
 MAX_CONNECTIONS = 64
+#: ``connections=AUTO``: the count follows the throughput (:mod:`accel.autoscale`).
+AUTO = "auto"
 #: Headers accel manages itself; a caller may not set them.
 RESERVED_HEADERS = frozenset({"range", "if-range", "accept-encoding", "host", "content-length"})
 
@@ -28,7 +31,11 @@ class Options:
     command line (``limit_rate="20M"``, ``max_filesize="2G"``); ``headers`` may be a mapping.
     """
 
-    connections: int = 8
+    #: Parallel connections, or ``"auto"``: start with a few and add more while that raises
+    #: the total rate (up to ``max_connections``; see :mod:`accel.autoscale`).
+    connections: Union[int, str] = 8
+    #: The most connections ``connections="auto"`` uses (ignored otherwise).
+    max_connections: int = autoscale.DEFAULT_CAP
     headers: Union[Tuple[Tuple[str, str], ...], Mapping[str, str]] = ()
     timeout: float = 30.0
     connect_timeout: float = 15.0
@@ -73,8 +80,10 @@ class Options:
         object.__setattr__(self, "low_speed_limit", speed_limit(self.low_speed_limit))
         if isinstance(self.limit_rate, str):
             object.__setattr__(self, "limit_rate", RateLimiter(self.limit_rate))
-        if not isinstance(self.connections, int) or not 1 <= self.connections <= MAX_CONNECTIONS:
-            raise UsageError(f"connections must be an integer from 1 to {MAX_CONNECTIONS}")
+        object.__setattr__(self, "connections", _connections(self.connections))
+        cap = self.max_connections
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= MAX_CONNECTIONS:
+            raise UsageError(f"max_connections must be an integer from 1 to {MAX_CONNECTIONS}")
         for name in ("timeout", "connect_timeout", "commit_interval", "sync_interval"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
@@ -107,6 +116,21 @@ class Options:
             if name.lower() in RESERVED_HEADERS:
                 raise UsageError(f"header {name} is managed by accel and cannot be set")
 
+    @property
+    def auto(self) -> bool:
+        """Whether the number of connections is chosen while the download runs."""
+        return self.connections == AUTO
+
+    @property
+    def most_connections(self) -> int:
+        """The most connections a download may use (what its segments are planned for)."""
+        return self.max_connections if self.auto else int(self.connections)
+
+    @property
+    def initial_connections(self) -> int:
+        """The connections a download starts with."""
+        return min(autoscale.START, self.max_connections) if self.auto else int(self.connections)
+
 
 #: Settings accepted beside the fields of :class:`Options`.
 _SHORTHANDS = ("retries",)
@@ -133,6 +157,15 @@ def resolve(options: Optional[Options] = None, **settings: Any) -> Options:
         if retries is not None:
             settings["retry"] = dataclasses.replace(base.retry, attempts=_count(retries))
     return dataclasses.replace(base, **settings) if settings else base
+
+
+def _connections(value: Any) -> Union[int, str]:
+    """A connection count: 1..MAX_CONNECTIONS, or "auto" (any case)."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONNECTIONS:
+        raise UsageError(f"connections must be an integer from 1 to {MAX_CONNECTIONS}, or 'auto'")
+    return value
 
 
 def _count(value: Any) -> int:

@@ -153,6 +153,8 @@ class Reporter:
             percent, fraction = "100%", 1.0
         connections = snap.connections if snap is not None else self.started.connections
         status, detail = f"{connections} conn", ""
+        if snap is not None and snap.auto:
+            status += " (auto)"  # the count follows the throughput
         keep = False
         if snap is not None and snap.segment_map:
             detail = f"[{snap.segment_map}]"

@@ -3,19 +3,24 @@
 The calling thread is the only one that delivers events, reports progress and saves the
 sidecar; workers only fetch and write. The loop ends when every byte is written, on the
 first error, or on cancel; then the workers wind down and the state is saved.
+
+With ``connections="auto"`` the loop also asks an :class:`~accel.autoscale.Autoscaler`
+how many workers to run: it starts more, or lets the last ones go after their claim.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 import requests
 
 from . import events as ev
+from .autoscale import Autoscaler
 from .commit import Committer
 from .context import Context, Restart
 from .exceptions import AccelError, CancelledError
@@ -29,6 +34,8 @@ from .sources import Source, SourcePool
 from .storage import PartFile
 from .watchdog import SpeedFloor
 from .worker import TICK, Message, Worker
+
+log = logging.getLogger(__name__)
 
 #: Seconds the run thread waits for workers to wind down after cancel or error.
 STOP_GRACE = 1.0
@@ -59,7 +66,7 @@ class Transfer:
         self.scheduler = Scheduler(
             segments,
             self.pool,
-            connections=opts.connections,
+            connections=opts.initial_connections,  # "auto" changes it as it goes
             min_split=opts.min_split,
             ranged=ranged,
             until_eof=remote.size is None,
@@ -76,6 +83,11 @@ class Transfer:
             lambda exc: self.messages.put(("error", exc)),
         )
         self.workers: List[threading.Thread] = []
+        self.autoscaler: Optional[Autoscaler] = None
+        self._worker: Optional[Worker] = None
+        self._slots: Dict[int, threading.Thread] = {}  # the thread of each worker slot
+        self._target = opts.initial_connections
+        self._cap_until = self.scheduler.cap_until  # changes when a 429/503 throttles
         self.reported = self.scheduler.written()
         self.meter = RateMeter(self.reported)
         self._released = False
@@ -214,28 +226,57 @@ class Transfer:
         first: Optional[requests.Response],
         session: requests.Session,
     ) -> None:
-        if not self.scheduler.has_work() and claim is None:
-            count = 0
-        else:
-            count = self.ctx.options.connections  # spare workers steal from the others
-        worker = Worker(
+        # Spare workers steal from the others.
+        count = self._target if self.scheduler.has_work() or claim is not None else 0
+        if count and self.ctx.options.auto:
+            self.autoscaler = Autoscaler(self.ctx.options.max_connections, start=count)
+        self._worker = Worker(
             self.ctx, self.scheduler, self.pool, self.part.fd, self.remote, self.stop, self.messages
         )
         for i in range(count):
             if i == 0 and claim is not None and first is not None:
                 # The probe's connection continues with the first segment.
-                args: Tuple[Any, ...] = ((claim, first), session)
+                self._spawn(i, ((claim, first), session))
             else:
-                args = ()
-            t = threading.Thread(
-                target=worker.run, args=args, name=f"accel-worker-{i}", daemon=True
-            )
-            self.workers.append(t)
-            t.start()
+                self._spawn(i)
+
+    def _spawn(self, slot: int, args: Tuple[Any, ...] = ()) -> None:
+        """Start the worker thread of ``slot`` (with "auto", it lets go once the target
+        drops to ``slot`` or below)."""
+        assert self._worker is not None
+        keep: Optional[Callable[[], bool]] = None
+        if self.autoscaler is not None:
+            keep = lambda: slot < self._target  # noqa: E731
+        t = threading.Thread(
+            target=self._worker.run,
+            args=args,
+            kwargs={"keep": keep},
+            name=f"accel-worker-{slot}",
+            daemon=True,
+        )
+        self.workers.append(t)
+        self._slots[slot] = t
+        self._alive += 1
+        t.start()
+
+    def _scale(self) -> None:
+        """With "auto": follow the autoscaler's count (more workers, or fewer)."""
+        if self.autoscaler is None:
+            return
+        cap_until = self.scheduler.cap_until
+        throttled, self._cap_until = cap_until != self._cap_until, cap_until
+        target = self.autoscaler.update(self.reported, throttled)
+        if target != self._target:
+            log.info("%s: auto: %d connections", self.ctx.shown_url, target)
+            self._target = target
+            self.scheduler.connections = target  # its cap after a 429/503 and its steal split
+        for slot in range(target):
+            t = self._slots.get(slot)
+            if t is None or not t.is_alive():
+                self._spawn(slot)
 
     def _loop(self) -> Optional[BaseException]:
         """Deliver events, report progress, commit and watch until done, cancelled or failed."""
-        self._alive = len(self.workers)
         self._last_commit = self._last_sync = now = time.monotonic()
         self.floor.start(now)
         while True:
@@ -250,6 +291,7 @@ class Transfer:
             if self._alive <= 0:
                 return AccelError("internal error: all workers stopped before the end")
             self._chores(time.monotonic())
+            self._scale()
 
     def _chores(self, now: float, *, watch: bool = True) -> None:
         """Commit, sync and watch the connections when it is time."""
@@ -326,7 +368,7 @@ class Transfer:
         written, live, cells = self.scheduler.snapshot(total)
         rate = self.meter.rate
         eta = (total - written) / rate if total is not None and rate > 0 else None
-        return ev.Progress(written, total, rate, eta, live, cells)
+        return ev.Progress(written, total, rate, eta, live, cells, auto=self.autoscaler is not None)
 
 
 def _covers_all(resp: requests.Response, claim: Claim) -> bool:

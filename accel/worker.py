@@ -83,11 +83,13 @@ class Worker:
         self,
         first: Optional[Tuple[Claim, requests.Response]] = None,
         session: Optional[requests.Session] = None,
+        keep: Optional[Callable[[], bool]] = None,
     ) -> None:
         """Work until every byte is written or the transfer stops (the thread's target).
 
         The session and the read buffer are made when the first claim comes: a spare
-        worker that never gets work costs neither a connection nor memory.
+        worker that never gets work costs neither a connection nor memory. ``keep`` is
+        asked before each new claim: False lets the worker go (fewer connections).
         """
         buffer: Optional[ReadBuffer] = None
         try:
@@ -96,6 +98,8 @@ class Worker:
                 buffer = self._buffer()
                 self._run_claim(session, first[0], first[1], buffer)
             while not self.stop.is_set():
+                if keep is not None and not keep():
+                    break
                 claim = self.scheduler.next_claim()
                 if claim is None:
                     if self.scheduler.all_done():

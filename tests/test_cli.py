@@ -185,6 +185,65 @@ def test_connections_out_of_range_is_usage_error(
     assert not (tmp_path / "f").exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "connections", "cap"),
+    [
+        ([], 8, 16),  # the default stays 8
+        (["-n", "auto"], "auto", 16),
+        (["--connections", "AUTO", "--max-connections", "5"], "auto", 5),
+        (["-n", "3", "--max-connections", "64"], 3, 64),
+    ],
+)
+def test_connections_auto_and_max_connections_parse(
+    argv: List[str], connections: object, cap: int
+) -> None:
+    args = cli.build_parser().parse_args([*argv, "http://x/"])
+    assert (args.connections, args.max_connections) == (connections, cap)
+
+
+@pytest.mark.parametrize("value", ["0", "65", "many", "1.5", ""])
+def test_max_connections_out_of_range_is_usage_error(
+    server: FaultServer, tmp_path: Path, capsys: pytest.CaptureFixture, value: str
+) -> None:
+    server.add_file("/f", b"x" * 100)
+    r = run_main(capsys, "-n", "auto", "--max-connections", value, server.url("/f"))
+    assert r.code == 2
+    assert r.err.startswith("accel: error: argument --max-connections: invalid connection cap")
+    assert len(r.err.splitlines()) == 1, r.err
+    assert gets(server) == []
+
+
+def test_connections_auto_downloads_with_more_connections_on_a_throttled_server(
+    server: FaultServer, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    data = make_data(8 * MiB + 5, seed=13)
+    server.add_file("/auto.bin", data)
+    server.faults.rate = 1 * MiB  # per connection
+    r = run_main(capsys, "-n", "auto", "--max-connections", "12", "-v", server.url("/auto.bin"))
+    assert r.code == 0, r.err
+    assert sha256(tmp_path / "auto.bin") == sha256(data)
+    assert max_overlap(gets(server, "/auto.bin")) > 4  # it started with 4 and added more
+    assert re.search(r"^accel: \S+/auto\.bin: auto: 8 connections$", r.err, re.M), r.err  # -v
+
+
+def test_config_may_say_connections_auto(
+    server: FaultServer, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch
+) -> None:
+    cfg = write_config(tmp_path / "a.conf", "connections = auto\nmax-connections = 2\n")
+    monkeypatch.setenv("ACCEL_CONFIG", str(cfg))
+    data = make_data(3 * MiB, seed=14)
+    server.add_file("/ca.bin", data)
+    server.faults.rate = 2 * MiB
+    r = run_main(capsys, server.url("/ca.bin"))
+    assert r.code == 0, r.err
+    assert sha256(tmp_path / "ca.bin") == sha256(data)
+    assert max_overlap(gets(server, "/ca.bin")) <= 3  # at most 2 (and a steal's tail)
+    bad = write_config(tmp_path / "b.conf", "connections = lots\n")
+    monkeypatch.setenv("ACCEL_CONFIG", str(bad))
+    r = run_main(capsys, server.url("/ca.bin"))
+    assert r.code == 2 and "connection count" in r.err, r.err
+
+
 def test_one_connection_uses_one_connection(
     server: FaultServer, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

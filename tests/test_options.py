@@ -32,6 +32,7 @@ def custom() -> Options:
     """Options with many fields away from their defaults."""
     return Options(
         connections=5,
+        max_connections=9,
         headers={"X-A": "1"},
         timeout=7.0,
         connect_timeout=3.0,
@@ -128,11 +129,47 @@ def test_retries_and_retry_together_is_a_usage_error() -> None:
 
 
 def test_bad_override_is_checked() -> None:
-    for bad in (0, 65, "3", 2.0):
+    for bad in (0, 65, "3", 2.0, True, "", "automatic"):
         with pytest.raises(accel.UsageError):
             accel.Downloader(URL, options=custom(), connections=bad)
     with pytest.raises(accel.UsageError):
         accel.Downloader(URL, timeout=0)
+
+
+# -- connections="auto" ---------------------------------------------------------------------
+
+
+def test_auto_connections() -> None:
+    d = accel.Downloader(URL, connections="auto")
+    assert d.options.connections == "auto" and d.options.auto
+    assert d.options.max_connections == 16  # the default cap
+    assert d.options.initial_connections == 4
+    assert d.options.most_connections == 16  # segments are planned for the cap
+    assert Options(connections=" AUTO ").connections == "auto"
+    opts = resolve(Options(connections="auto"), max_connections=3)
+    assert (opts.initial_connections, opts.most_connections) == (3, 3)
+
+
+def test_a_fixed_count_ignores_max_connections() -> None:
+    opts = Options(connections=5, max_connections=2)
+    assert not opts.auto
+    assert opts.initial_connections == opts.most_connections == 5
+    assert not Options().auto and Options().connections == 8  # the default stays 8
+
+
+@pytest.mark.parametrize("bad", [0, 65, True, 2.5, "16", None])
+def test_bad_max_connections(bad: Any) -> None:
+    with pytest.raises(accel.UsageError) as info:
+        Options(connections="auto", max_connections=bad)
+    assert "max_connections" in one_line_message(info.value)
+
+
+def test_bad_connections_message_names_auto() -> None:
+    with pytest.raises(accel.UsageError) as info:
+        Options(connections="many")
+    assert one_line_message(info.value) == (
+        "connections must be an integer from 1 to 64, or 'auto'"
+    )
 
 
 # -- sizes and rates as text -----------------------------------------------------------------
@@ -290,6 +327,7 @@ def test_cli_defaults_are_the_library_defaults() -> None:
     args = accel.cli.build_parser().parse_args(["http://x/"])
     defaults = accel.Options()
     assert args.connections == defaults.connections
+    assert args.max_connections == defaults.max_connections
     assert args.timeout == defaults.timeout
     assert args.retries == defaults.retry.attempts
     assert args.limit_rate is None and defaults.limit_rate is None

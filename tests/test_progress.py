@@ -25,10 +25,12 @@ SIZE = 3 * MiB
 MAP = "#" * 12 + ">" * 4 + "." * 16
 
 
-def snap(connections: int = 3, segment_map: str = "##>..", written: int = MiB) -> ev.Progress:
+def snap(
+    connections: int = 3, segment_map: str = "##>..", written: int = MiB, auto: bool = False
+) -> ev.Progress:
     return ev.Progress(
         written=written, total=SIZE, rate=float(MiB), eta=2.0, connections=connections,
-        segment_map=segment_map,
+        segment_map=segment_map, auto=auto,
     )  # fmt: skip
 
 
@@ -242,6 +244,26 @@ def test_live_line_then_saved_line_and_nothing_left_behind() -> None:
     shown = term.shown()
     assert len(shown) == 2 and shown[0] == "accel: a warning"
     assert shown[1].startswith("accel: saved /tmp/dl/a.bin (3.0 MiB in ")
+
+
+def test_the_live_connection_count_is_drawn_and_auto_says_so() -> None:
+    term = Term(100)
+    screen = TermScreen(term)
+    current = [snap(4, MAP, auto=True)]
+    rep = Reporter(term, bar=True, snapshot=lambda: current[0], label="a.bin", screen=screen)
+    rep.on_event(started())
+    (line,) = term.shown()
+    assert " 4 conn (auto) " in line, line
+    current[0] = snap(9, MAP, auto=True)  # the autoscaler added connections
+    screen.refresh(force=True)
+    (line,) = term.shown()
+    assert " 9 conn (auto) " in line, line
+    current[0] = snap(8, MAP)
+    screen.refresh(force=True)
+    (line,) = term.shown()
+    assert " 8 conn " in line and "auto" not in line, line
+    rep.close()
+    screen.close()
 
 
 def test_several_files_and_a_total_line_collapse_cleanly() -> None:

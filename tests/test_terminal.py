@@ -186,6 +186,23 @@ def test_one_file(server: FaultServer, tmp_path: Path, cols: int) -> None:
     assert said[0].startswith(f"accel: saved {tmp_path / 'one.bin'} (2.0 MiB in "), said
 
 
+def test_auto_shows_the_live_connection_count(server: FaultServer, tmp_path: Path) -> None:
+    data = make_data(8 * MiB, 79)
+    server.add_file("/auto.bin", data)
+    server.faults.rate = 1 * MiB  # per connection: adding connections pays
+    term = Terminal(["-n", "auto", server.url("/auto.bin")], tmp_path, 120)
+    assert term.run() == 0, term.raw
+    assert sha256(tmp_path / "auto.bin") == sha256(data)
+    counts = []
+    for screen in live(term.screens):
+        (row,) = check_live_rows(screen, 120, ["auto.bin"])
+        m = re.search(r" (\d+) conn \(auto\) ", row)
+        assert m, row
+        counts.append(int(m.group(1)))
+    assert counts and max(counts) > 4, counts  # it started with 4 and added more
+    assert max(counts) <= 16, counts
+
+
 # -- several files -----------------------------------------------------------------------------
 
 
@@ -376,8 +393,16 @@ def test_too_large_is_a_refusal_with_its_own_exit_code(
         ),
         (["--max-filesize", "huge"], "argument --max-filesize: invalid size 'huge' (use e.g."),
         (["--checksum", "foo"], "argument --checksum: invalid checksum 'foo' (expected ALGO=HEX"),
-        (["-n", "two"], "argument -n/--connections: invalid connection count 'two'\n"),
-        (["-n", "99"], "invalid connection count '99': must be from 1 to 64\n"),
+        (
+            ["-n", "two"],
+            "argument -n/--connections: invalid connection count 'two': "
+            "use a number from 1 to 64, or auto\n",
+        ),
+        (["-n", "99"], "invalid connection count '99': use a number from 1 to 64, or auto\n"),
+        (
+            ["--max-connections", "0"],
+            "argument --max-connections: invalid connection cap '0': must be from 1 to 64\n",
+        ),
     ],
 )
 def test_usage_errors_say_it_once(

@@ -1,0 +1,136 @@
+"""How many connections a download uses with ``connections="auto"``: a pure controller.
+
+:class:`Autoscaler` is fed the bytes written so far (and whether the server just answered
+429/503) and answers the number of connections to run. It works in steps of ``interval``
+seconds; the rate of a step is measured after ``settle`` seconds, once the connections it
+added are under way. It starts with :data:`START` connections and, like TCP's slow start,
+doubles them each step (4, 8, 16) while each addition pays: the total
+rate must grow by at least :data:`EFFICIENCY` of what the added connections would bring if
+every connection were as fast as the others (a per-connection throttle), and at least by
+:data:`MIN_GAIN`. The first addition that does not pay is undone; from then on it tries one
+more connection every :data:`RETRY_AFTER` seconds, and keeps it only if it pays. A 429/503
+takes one connection away and stops the growth for :data:`THROTTLE_HOLD` seconds. It never
+goes above ``cap`` nor below one. No threads, no sockets; the clock is injected.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Optional, Tuple
+
+log = logging.getLogger(__name__)
+
+#: Connections a download starts with.
+START = 4
+#: The most connections ``auto`` uses unless told otherwise (``max_connections``).
+DEFAULT_CAP = 16
+#: Seconds per step: how long each count runs before it is judged.
+INTERVAL = 0.4
+#: Seconds after a change before the step's rate is measured (new requests get going).
+SETTLE = 0.1
+#: An addition must bring at least this share of a perfectly parallel gain...
+EFFICIENCY = 0.5
+#: ...and raise the total rate by at least this fraction.
+MIN_GAIN = 0.1
+#: Seconds at a steady count before one more connection is tried again.
+RETRY_AFTER = 3.0
+#: Seconds without growth after a 429/503 (as long as the scheduler keeps its lower cap).
+THROTTLE_HOLD = 30.0
+
+
+class Autoscaler:
+    """The connection count of one download (see the module docstring); not thread-safe."""
+
+    def __init__(
+        self,
+        cap: int = DEFAULT_CAP,
+        *,
+        start: int = START,
+        interval: float = INTERVAL,
+        settle: float = SETTLE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if cap < 1 or start < 1:
+            raise ValueError("cap and start must be >= 1")
+        if not 0 <= settle < interval:
+            raise ValueError("settle must be >= 0 and shorter than interval")
+        self.cap = cap
+        self.target = min(start, cap)
+        self.interval = interval
+        self.settle = settle
+        self._clock = clock
+        #: (count, bytes/s) of the last step judged: what the next count is compared with.
+        self._base: Optional[Tuple[int, float]] = None
+        self._slow_start = True  # doubling the count per step, until that fails
+        self._growing = True
+        self._retry_at = 0.0
+        self._began = clock()  # the current step
+        self._mark: Optional[Tuple[float, int]] = None  # (time, bytes) once settled
+
+    @property
+    def growing(self) -> bool:
+        """Whether the count is being raised step by step (False: holding steady)."""
+        return self._growing
+
+    def update(self, written: int, throttled: bool = False) -> int:
+        """The count to run now, given the bytes ``written`` so far (never decreasing) and
+        whether a 429/503 came since the last call."""
+        now = self._clock()
+        if throttled:
+            self._throttled(now)
+            return self.target
+        elapsed = now - self._began
+        if self._mark is None:
+            if elapsed >= self.settle:
+                self._mark = (now, written)
+            return self.target
+        since, mark = self._mark
+        if elapsed < self.interval or now <= since:
+            return self.target
+        rate = max(0.0, (written - mark) / (now - since))
+        count = self.target
+        self.target = self._judge(now, count, rate)
+        if self.target != count:
+            log.debug("%d connections: %.0f bytes/s; now %d", count, rate, self.target)
+            self._began, self._mark = now, None
+        else:  # nothing new to wait for: the next step is measured from now
+            self._began, self._mark = now - self.settle, (now, written)
+        return self.target
+
+    def _judge(self, now: float, count: int, rate: float) -> int:
+        """The count after a step of ``count`` connections at ``rate`` bytes/s."""
+        base = self._base
+        if base is None or base[0] >= count:  # a step at a count already judged
+            self._base = (count, rate)
+            if count < self.cap and (self._growing or now >= self._retry_at):
+                self._growing = True
+                return count + self._step(count)
+            return count
+        before_count, before = base
+        added = count - before_count
+        need = max(MIN_GAIN, EFFICIENCY * added / before_count)
+        if rate > 0 and rate >= before * (1 + need):
+            self._base = (count, rate)
+            if count < self.cap:
+                return count + self._step(count)
+            self._growing = False  # at the cap: nothing left to try
+            self._retry_at = float("inf")
+            return count
+        # The addition did not pay: undo it and hold.
+        self._slow_start = self._growing = False
+        self._base = None  # measured again at the count we go back to
+        self._retry_at = now + RETRY_AFTER
+        return before_count
+
+    def _step(self, count: int) -> int:
+        step = count if self._slow_start else 1
+        return min(step, self.cap - count)
+
+    def _throttled(self, now: float) -> None:
+        """The server is overloaded: one connection fewer, no growth for a while."""
+        self.target = max(1, self.target - 1)
+        self._slow_start = self._growing = False
+        self._base = None
+        self._retry_at = now + THROTTLE_HOLD
+        self._began, self._mark = now, None

@@ -12,19 +12,6 @@ from . import _startup  # noqa: F401  isort: skip
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .events import (
-    AlreadyComplete,
-    Cancelled,
-    Completed,
-    Event,
-    Failed,
-    ManagerProgress,
-    Progress,
-    Restarted,
-    Retrying,
-    SegmentCompleted,
-    Started,
-)
 from .exceptions import (
     AccelError,
     CancelledError,
@@ -41,9 +28,6 @@ from .exceptions import (
     UsageError,
     VerificationError,
 )
-from .limits import HostSlots, RateLimiter
-from .options import Options
-from .retry import RetryPolicy
 from .version import __version__
 
 if TYPE_CHECKING:  # for type checkers; at run time these load on first use
@@ -52,14 +36,52 @@ if TYPE_CHECKING:  # for type checkers; at run time these load on first use
     from typing import Union
 
     from .downloader import Downloader
+    from .events import (
+        AlreadyComplete,
+        Cancelled,
+        Completed,
+        Event,
+        Failed,
+        ManagerProgress,
+        Progress,
+        Restarted,
+        Retrying,
+        SegmentCompleted,
+        Started,
+    )
+    from .limits import HostSlots, RateLimiter
     from .manager import Manager
+    from .options import Options
+    from .retry import RetryPolicy
 
 # A library logs but never prints: without configuration, its records go nowhere.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-#: The names that need the network stack (requests): ``import accel`` does not load them
-#: until first used, so ``accel --version`` and ``--help`` start at once (PEP 562).
-_LAZY = {"Downloader": "downloader", "Manager": "manager"}
+_EVENTS = (
+    "AlreadyComplete",
+    "Cancelled",
+    "Completed",
+    "Event",
+    "Failed",
+    "ManagerProgress",
+    "Progress",
+    "Restarted",
+    "Retrying",
+    "SegmentCompleted",
+    "Started",
+)
+#: Where each name that is not an exception lives. ``import accel`` loads none of them
+#: until first used (PEP 562), so ``accel --version`` and ``--help`` start at once; the
+#: ``TYPE_CHECKING`` imports above are the same names for type checkers.
+_LAZY = {
+    "Downloader": "downloader",
+    "HostSlots": "limits",
+    "Manager": "manager",
+    "Options": "options",
+    "RateLimiter": "limits",
+    "RetryPolicy": "retry",
+    **{name: "events" for name in _EVENTS},
+}
 
 
 def __getattr__(name: str) -> Any:

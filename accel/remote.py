@@ -6,7 +6,6 @@ every ranged response passes before a byte of it is written.
 
 from __future__ import annotations
 
-import email.utils
 import re
 import time
 from dataclasses import dataclass
@@ -118,6 +117,8 @@ def parse_retry_after(
     value = value.strip()
     if _DIGITS.fullmatch(value):
         return min(float(value), cap)
+    import email.utils  # loaded by http.client anyway; not needed to start the command
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
@@ -132,6 +133,8 @@ def http_date_to_timestamp(value: Optional[str]) -> Optional[float]:
     """A Last-Modified header as a POSIX timestamp, or None."""
     if not value:
         return None
+    import email.utils
+
     try:
         return email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -6,6 +6,7 @@ rate limiter and per-host connection slots, the one-liner, and no printing or sy
 
 from __future__ import annotations
 
+import ast
 import inspect
 import os
 import re
@@ -667,3 +668,34 @@ def test_a_missing_directory_is_named(server: FaultServer, tmp_path: Path) -> No
     (tmp_path / "file").write_bytes(b"")
     with pytest.raises(accel.LocalFileError, match="not a directory"):
         accel.Downloader(server.url("/m.bin"), tmp_path / "file" / "m.bin", options=opts()).run()
+
+
+def test_import_accel_loads_only_the_exceptions_until_a_name_is_used() -> None:
+    """``import accel`` is cheap (the command's --version and --help rely on it); each
+    lazily loaded name is the same object as in its module, and type checkers see the same
+    names as the run-time table."""
+
+    code = (
+        "import sys, accel\n"
+        "print(sorted(m for m in sys.modules if m.startswith('accel')))\n"
+        "print('requests' in sys.modules)\n"
+        "import accel.options\n"
+        "print(accel.Options is accel.options.Options)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[0] == str(["accel", "accel._startup", "accel.exceptions", "accel.version"])
+    assert out[1:] == ["False", "True"]
+    tree = ast.parse(Path(accel.__file__).read_text())
+    typed = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"
+        for stmt in node.body
+        if isinstance(stmt, ast.ImportFrom) and stmt.level == 1
+        for alias in stmt.names
+    }
+    assert typed == set(accel._LAZY)
+    for name, home in accel._LAZY.items():
+        assert getattr(accel, name).__module__ == f"accel.{home}", name

@@ -4,10 +4,16 @@ One lock, an injected clock, no sockets and no threads of its own. It keeps the 
 of one download, the claims workers hold on them, and decides:
 
 - a free worker takes the next pending segment (:meth:`Scheduler.next_claim`);
+- a request much slower than a fresh one would be is *restarted*: told to let go, its
+  remainder requested again whole, by a free worker or by its own (:meth:`Scheduler.review`;
+  the policy and its caps are in :mod:`accel.stragglers`);
 - with nothing pending it *steals* the tail of the slowest segment, sized so both finish
-  together (an even split between equals; a straggler keeps little);
-- failing that it *hedges*: races a straggling or stalled segment from its current position,
-  and the first to finish wins (:meth:`Scheduler.release` returns the losers to stop);
+  together (an even split between equals; a straggler keeps little), never a piece too small
+  to be worth a request;
+- failing that it *hedges*: races a stalled or straggling segment, or one whose request has
+  not shown yet that it is fast, from its current position, and the first to finish wins
+  (:meth:`Scheduler.release` returns the losers to stop); races by speed stop once the
+  bytes fetched twice reach a cap;
 - after a 429/503 it runs fewer connections for a while (:meth:`Scheduler.throttle`).
 
 Workers update their :class:`Claim`'s ``pos`` lock-free (one attribute write per read); a
@@ -22,18 +28,16 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from . import stragglers as policy
 from .limits import SlotLease
-from .planner import ALIGN, Segment, steal_point
+from .planner import ALIGN, Segment
 from .sources import Source, SourcePool
+from .stragglers import JUDGE_AFTER as JUDGE_AFTER
+from .stragglers import MIN_STEAL_ETA as MIN_STEAL_ETA  # re-exported: the policy's constants
+from .stragglers import STALL_AFTER as STALL_AFTER
 
 log = logging.getLogger(__name__)
 
-#: Seconds a connection must have run before its speed is trusted for stealing and hedging.
-JUDGE_AFTER = 0.15
-#: A segment expected to finish sooner than this (seconds) is not split.
-MIN_STEAL_ETA = 0.25
-#: Seconds without progress after which a connection counts as stalled.
-STALL_AFTER = 1.0
 #: How long a 429/503 keeps the number of connections lowered.
 THROTTLE_PERIOD = 30.0
 #: The read size assumed for a worker whose buffer is not known yet (no read is larger).
@@ -46,17 +50,21 @@ class Claim:
     """One worker's claim on a segment, from ``pos`` on.
 
     ``pos`` and ``last_progress`` are written only by the worker (after each write returns)
-    and read by anyone. ``abort`` is set by the scheduler to make the worker let go.
+    and read by anyone. ``abort`` is set by the scheduler to make the worker let go
+    (``given_up`` too when the request was too slow: its remainder is requested again).
     ``buffer`` (anything with a ``size``) bounds the worker's read in flight; ``response``
-    is the worker's business (the transfer closes it to wake a blocked read).
+    is the worker's business (the transfer closes it to wake a blocked read; the scheduler
+    tells a new request by it). ``meter`` is the scheduler's measurement of the request.
     """
 
     __slots__ = (
         "abort",
         "base",
         "buffer",
+        "given_up",
         "last_progress",
         "lease",
+        "meter",
         "pos",
         "response",
         "seg",
@@ -85,6 +93,8 @@ class Claim:
         self.buffer: Any = None
         self.response: Any = None
         self.started = self.last_progress = now
+        self.given_up = False
+        self.meter = policy.Meter(now, pos)
 
     def rate(self, now: float) -> float:
         """Average bytes/s since the claim started (or was last re-based)."""
@@ -114,6 +124,7 @@ class Scheduler:
         ranged: bool = True,
         until_eof: bool = False,
         hedge_after: float = 0.25,
+        restarts: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.lock = threading.Lock()
@@ -132,6 +143,15 @@ class Scheduler:
         self.cap = connections  # lowered for a while after 429/503
         self.cap_until = 0.0
         self.closed = False
+        self.restarts: Dict[Segment, int] = {}  # stragglers restarted, per segment
+        self.restarting: Dict[Segment, int] = {}  # given up on, to request again from there
+        # No restarts where a new request cannot be faster (e.g. under a shared rate limit).
+        self.restarts_left = policy.RESTARTS_PER_CONNECTION * connections if restarts else 0
+        self.first_reads: Deque[float] = collections.deque(maxlen=16)
+        self.fresh = 0.0  # what a new request may expect (bytes/s), as last reviewed
+        self.first_read = 0.0  # typical seconds to a request's first write (0: unknown)
+        self.wasted = 0  # bytes fetched twice by racing claims
+        self.waste_cap = policy.waste_cap(sum(s.remaining for s in self.segments))
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -181,7 +201,7 @@ class Scheduler:
 
     # -- claims -------------------------------------------------------------------------------
 
-    def _claim(
+    def claim_at(
         self,
         seg: Segment,
         pos: Optional[int] = None,
@@ -212,7 +232,7 @@ class Scheduler:
             if seg is None:
                 return None
             self.pending.remove(seg)
-            return self._claim(seg, force=True, lease=lease)
+            return self.claim_at(seg, force=True, lease=lease)
 
     def next_claim(self) -> Optional[Claim]:
         """Work for a free worker: a pending segment, a stolen tail, a hedge, or None."""
@@ -224,15 +244,29 @@ class Scheduler:
                 if seg.done or self.claims.get(seg):
                     self.pending.popleft()
                     continue
-                claim = self._claim(seg)
+                claim = self.claim_at(seg)
                 if claim is not None:
                     self.pending.popleft()
                 return claim
             if not self.ranged:
                 return None
             now = self.clock()
-            typical = self._typical_rate(now)
-            return self._steal(now, typical) or self._hedge(now, typical)
+            policy.review(self, now)
+            typical = policy.typical_rate(self, now)
+            return (
+                policy.take_over(self)
+                or policy.steal(self, now, typical)
+                or policy.hedge(self, now, typical)
+            )
+
+    def review(self) -> List[Claim]:
+        """Judge the live requests: stragglers are told to let go, to be requested again.
+
+        Returns them, for the caller to wake (a read on a slow request may block a while).
+        Meant to be called every tick; :meth:`next_claim` does it too.
+        """
+        with self.lock:
+            return policy.review(self, self.clock())
 
     def release(self, claim: Claim) -> Tuple[Optional[Segment], List[Claim]]:
         """The worker lets go of ``claim``: fold its progress into the segment.
@@ -250,7 +284,8 @@ class Scheduler:
             if claim in claims:
                 claims.remove(claim)
                 now = self.clock()
-                if claim.pos > claim.base and now - claim.started > JUDGE_AFTER:
+                judged = now - claim.started > JUDGE_AFTER
+                if judged and not claim.abort and claim.pos > claim.base:
                     self.finished_rates.append(claim.rate(now))
                 if claim.source is not None:
                     self.pool.release(claim.source, claim.lease)
@@ -259,12 +294,17 @@ class Scheduler:
                 self.claims.pop(seg, None)
             if seg.done:
                 for other in claims:  # a hedge race is over: stop the loser
+                    if not other.abort:
+                        self.wasted += policy.overlap(other, claim)
                     other.abort = True
                     losers.append(other)
                 if not was_done:
                     completed = seg
             elif not claims and not self.closed:
-                self.pending.append(seg)
+                if self.restarting.pop(seg, None) is not None:
+                    self.pending.appendleft(seg)  # requested again straight away
+                else:
+                    self.pending.append(seg)
         return completed, losers
 
     def end_at_eof(self, claim: Claim) -> None:
@@ -299,96 +339,6 @@ class Scheduler:
         if self.cap < self.connections and self.clock() >= self.cap_until:
             self.cap = self.connections
         return sum(len(cs) for cs in self.claims.values()) + extra > self.cap
-
-    # -- stealing and hedging (under lock) ----------------------------------------------------
-
-    def _typical_rate(self, now: float) -> float:
-        """The median speed of a connection: finished claims and live ones old enough to judge."""
-        rates = list(self.finished_rates)
-        rates += [
-            c.rate(now) for cs in self.claims.values() for c in cs if now - c.started > JUDGE_AFTER
-        ]
-        rates = [r for r in rates if r > 0]
-        return sorted(rates)[len(rates) // 2] if rates else 0.0
-
-    def _steal(self, now: float, typical: float) -> Optional[Claim]:
-        """Split the tail of the slowest segment for an idle worker.
-
-        The owner keeps what it can fetch in about the time the thief needs for the rest
-        (an even split between equals; a straggler keeps little), and at least one read.
-        """
-        live = [
-            (seg, cs[0])
-            for seg, cs in self.claims.items()
-            if len(cs) == 1 and not cs[0].abort and not seg.done
-        ]
-        # Workers without a claim (this thief included) will share what the victim gives up.
-        idle = max(1, self.connections - sum(len(cs) for cs in self.claims.values()))
-        best: Optional[Tuple[float, Segment, int]] = None
-        for seg, claim in live:
-            young = now - claim.started <= JUDGE_AFTER  # too early to judge its speed
-            if young and typical <= 0:
-                continue  # nothing known about speeds yet: splitting now would be a guess
-            rate = typical if young else claim.rate(now)
-            thieves = idle * (typical if typical > 0 else 1.0)
-            share = rate / (rate + thieves) if rate > 0 else 1.0 / (1 + idle)
-            point = steal_point(
-                claim.pos, seg.end, self.piece, margin=claim.read_margin, share=share
-            )
-            if point is None:
-                continue
-            eta = (seg.end + 1 - claim.pos) / rate if rate > 0 else float("inf")
-            if eta < MIN_STEAL_ETA:
-                continue  # done before a new request would even get its first byte
-            if best is None or eta > best[0]:
-                best = (eta, seg, point)
-        if best is None:
-            return None
-        _, victim, point = best
-        new = Segment(point, victim.end)
-        stolen = self._claim(new)
-        if stolen is None:
-            return None
-        victim.end = point - 1
-        self.segments.append(new)
-        self.segments.sort(key=lambda s: s.start)
-        log.debug("stole %d-%d from segment at %d", new.start, new.end, victim.start)
-        return stolen
-
-    def _hedge(self, now: float, typical: float) -> Optional[Claim]:
-        """Race a straggling tail from its current position with an idle worker.
-
-        A segment is raced when a typical connection would finish what is left more than
-        ``hedge_after`` seconds sooner (and in under half the time), or when it made no
-        progress for a second (or ``hedge_after``, if longer).
-        """
-        best: Optional[Tuple[float, Claim]] = None
-        for seg, cs in self.claims.items():
-            if len(cs) != 1 or cs[0].abort or seg.done:
-                continue
-            claim = cs[0]
-            remaining = seg.end + 1 - claim.pos
-            stalled = now - claim.last_progress
-            if stalled < max(STALL_AFTER, self.hedge_after):
-                if now - claim.started < JUDGE_AFTER or claim.pos == claim.base:
-                    # Too early to judge its speed; a request still waiting for its first
-                    # byte is raced only once it counts as stalled (a slow round trip is
-                    # not a slow connection).
-                    continue
-                rate = claim.rate(now)
-                eta = remaining / rate if rate > 0 else float("inf")
-                fresh = remaining / typical if typical > 0 else 0.0
-                if eta - fresh < self.hedge_after or eta < 2 * fresh:
-                    continue  # a new connection would not finish clearly sooner
-            else:
-                eta = float("inf")
-            if best is None or eta > best[0]:
-                best = (eta, claim)
-        if best is None:
-            return None
-        victim = best[1]
-        log.debug("hedging segment %d-%d from %d", victim.seg.start, victim.seg.end, victim.pos)
-        return self._claim(victim.seg, victim.pos)
 
 
 def segment_map(

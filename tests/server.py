@@ -97,6 +97,13 @@ class Faults:
     straggler_every: int = 0  # every k-th connection (id % k == k-1) is slow
     straggler_factor: float = 8.0  # slow connections get rate / factor ...
     straggler_rate: float = 1.0 * MiB  # ... or this rate if ``rate`` is None
+    # Each response with a body (200/206 to a GET) is slow with this probability, drawn per
+    # request (a CDN that routes some requests through a congested edge), from a
+    # random.Random(``slow_request_seed``): the same seed and request order give the same
+    # slow requests. The draws restart when the seed changes and at restart_slow_draws().
+    slow_request_probability: float = 0.0
+    slow_request_factor: float = 8.0  # a slow request gets rate / factor (or straggler_rate)
+    slow_request_seed: int = 0
     cut_after: Optional[int] = None  # send only this many body bytes, then close
     cut_times: int = 1  # ... for this many GET responses whose body is longer
     cut_rst: bool = False  # close with RST (SO_LINGER 0) instead of FIN
@@ -150,6 +157,7 @@ class RequestLog:
     body_bytes_sent: int = 0
     response_headers: CIDict = field(default_factory=CIDict)
     completed: bool = False  # the whole response was sent
+    slow: bool = False  # drawn slow by ``Faults.slow_request_probability``
     started: float = field(default_factory=time.monotonic)
     ended: Optional[float] = None  # monotonic time the server finished (or aborted) it
 
@@ -514,14 +522,20 @@ class FaultHandler(BaseHTTPRequestHandler):
                 length -= len(data)
 
     def _rate(self) -> Optional[float]:
-        """Current throttle for this connection in bytes/s (None: unlimited)."""
+        """Current throttle for this request in bytes/s (None: unlimited)."""
         faults = self.owner.faults
         rate = faults.rate if faults.rate and faults.rate > 0 else None
         k = faults.straggler_every
         if k and k > 0 and self.connection_id % k == k - 1:
-            if rate is not None:
-                return rate / max(faults.straggler_factor, 1e-9)
-            return faults.straggler_rate
+            if rate is None:
+                rate = faults.straggler_rate
+            else:
+                rate /= max(faults.straggler_factor, 1e-9)
+        if self.log is not None and self.log.slow:
+            if rate is None:
+                rate = faults.straggler_rate
+            else:
+                rate /= max(faults.slow_request_factor, 1e-9)
         return rate
 
     def _sleep(self, seconds: float) -> None:
@@ -573,6 +587,7 @@ class FaultHandler(BaseHTTPRequestHandler):
         owner = self.owner
         log = self.log
         assert log is not None
+        log.slow = owner._draw_slow()
         cut = owner._take_cut(body_len)
         stall = owner._take_stall(body_len)
         trickle = owner._take_trickle(parts)
@@ -729,6 +744,8 @@ class FaultServer:
         self._httpd: Optional[_HTTPServer] = None
         self._thread: Optional[threading.Thread] = None
         self._port: Optional[int] = None
+        self._slow_rng: Optional[random.Random] = None
+        self._slow_key: Optional[Tuple[int, int]] = None  # (id(faults), seed) of the RNG
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -980,7 +997,14 @@ class FaultServer:
 
     def reset_faults(self) -> None:
         """Switch every fault off."""
-        self.faults = Faults()
+        with self._lock:
+            self.faults = Faults()
+            self._slow_rng = None
+
+    def restart_slow_draws(self) -> None:
+        """Start the slow-request draws again from ``faults.slow_request_seed``."""
+        with self._lock:
+            self._slow_rng = None
 
     # --- internals used by the handler ----------------------------------------------------
 
@@ -1018,6 +1042,18 @@ class FaultServer:
                 setattr(faults, name, count - 1)
                 return True
             return False
+
+    def _draw_slow(self) -> bool:
+        """Whether the response about to be sent is slow (one draw per response with a body)."""
+        with self._lock:
+            f = self.faults
+            if f.slow_request_probability <= 0:
+                return False
+            key = (id(f), f.slow_request_seed)
+            if self._slow_rng is None or self._slow_key != key:
+                self._slow_rng = random.Random(f.slow_request_seed)
+                self._slow_key = key
+            return self._slow_rng.random() < f.slow_request_probability
 
     def _take_cut(self, body_len: int) -> Optional[Tuple[int, bool]]:
         """Arm a cut for a body of ``body_len`` bytes: (cut_at, rst) or None."""

@@ -5,6 +5,7 @@ the clock and releasing the claims.
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -24,6 +25,7 @@ from accel.scheduler import (
     segment_map,
 )
 from accel.sources import Source, SourcePool
+from accel.stragglers import JUDGE_FIRST, MAX_RESTARTS, min_piece
 
 URL = "http://example.test/file.bin"
 KEY = "example.test:80"  # the HostSlots key of URL
@@ -228,12 +230,16 @@ def test_claim_rate_and_read_margin() -> None:
 
 
 def owner_after_one_second(
-    owner_bytes: int, *, margin: int = SMALL_READ, end: int = 16 * MiB - 1
+    owner_bytes: int, *, margin: int = SMALL_READ, end: int = 16 * MiB - 1, restarts: bool = False
 ) -> Tuple[Scheduler, Claim]:
     """Two connections: one finishes a 1 MiB segment at 1 MiB/s in a second, the owner of
-    ``[1 MiB, end]`` writes ``owner_bytes`` in that second. Returns the owner's claim."""
+    ``[1 MiB, end]`` writes ``owner_bytes`` in that second. Returns the owner's claim.
+
+    Unless ``restarts``, none are left: a straggler is split as when they are used up."""
     clock = FakeClock()
     sched = make_scheduler([Segment(0, MiB - 1), Segment(MiB, end)], clock, connections=2)
+    if not restarts:
+        sched.restarts_left = 0
     first, owner = take(sched), take(sched)
     first.buffer, owner.buffer = buffer(SMALL_READ), buffer(margin)
     clock.advance(1.0)
@@ -285,7 +291,7 @@ def test_steal_takes_from_the_slowest_live_claim() -> None:
         claim.buffer = buffer(SMALL_READ)
     clock.advance(1.0)
     finish(quick, clock)
-    progress(slow, clock, 128 * KiB)
+    progress(slow, clock, 768 * KiB)  # slower than the others, not slow enough to restart
     progress(fast, clock, 2 * MiB)
     sched.release(quick)
     fast_end = fast.seg.end
@@ -732,3 +738,264 @@ def test_a_request_waiting_for_its_first_byte_is_raced_only_when_stalled() -> No
     clock.advance(STALL_AFTER)
     racer = take(sched)
     assert racer.seg is owner.seg and racer.pos == owner.pos == 0
+
+
+# -- per-request stragglers: restarts, races, caps (accel.stragglers) ------------------------
+
+FAST = 2 * MiB  # bytes/s of a fresh request in these tests; a slow one gets FAST / 8
+
+
+def busy(
+    count: int, clock: FakeClock, *, size: int = 16 * MiB, read: int = 16 * KiB
+) -> Tuple[Scheduler, List[Claim]]:
+    """``count`` connections, each busy with one of ``count`` segments (none idle)."""
+    sched = make_scheduler(fresh_plan(size, count, MiB), clock, connections=count)
+    claims = [take(sched) for _ in range(count)]
+    for claim in claims:
+        claim.buffer = buffer(read)
+        claim.response = object()  # the request each worker sent
+    return sched, claims
+
+
+def run(
+    claims: Sequence[Claim],
+    clock: FakeClock,
+    seconds: float,
+    speeds: Sequence[float],
+    sched: Optional[Scheduler] = None,
+) -> List[Claim]:
+    """Advance ``seconds`` in steps of 10 ms, each claim moving at its speed; with ``sched``,
+    review it after each step (as the transfer does every tick). Returns the claims given up."""
+    given_up: List[Claim] = []
+    for _ in range(round(seconds / 0.01)):
+        clock.advance(0.01)
+        for claim, speed in zip(claims, speeds):
+            if speed > 0 and not claim.abort:
+                progress(claim, clock, int(speed * 0.01))
+        if sched is not None:
+            given_up += sched.review()
+    return given_up
+
+
+def test_a_slow_request_is_restarted_soon_without_an_idle_worker() -> None:
+    clock = FakeClock()
+    sched, claims = busy(4, clock)
+    slow = claims[3]
+    speeds = [FAST, FAST, FAST, FAST / 8]
+    assert run(claims, clock, JUDGE_FIRST - 0.01, speeds, sched) == []  # too early to judge
+    assert sched.first_read == pytest.approx(0.01)  # known to within a review
+    assert run(claims, clock, 0.02, speeds, sched) == [slow]  # to be woken: a read may block
+    assert slow.abort and slow.given_up
+    assert not any(c.abort for c in claims[:3])
+    assert sched.review() == []  # once
+    assert sched.next_claim() is None  # every connection still busy
+    # Its worker lets go; the segment is requested again from where it stopped, at once.
+    assert sched.release(slow) == (None, [])
+    assert sched.pending[0] is slow.seg
+    again = take(sched)
+    assert again.seg is slow.seg and again.pos == again.base == slow.pos
+    assert spans(sched) == [(s.start, s.end) for s in fresh_plan(16 * MiB, 4, MiB)]
+    assert sched.restarts[slow.seg] == 1
+
+
+def test_a_straggler_is_taken_over_whole_by_an_idle_worker_not_split() -> None:
+    sched, owner = owner_after_one_second(SMALL_READ, restarts=True)  # 64 KiB/s against 1 MiB/s
+    racer = take(sched)
+    assert owner.abort and owner.given_up  # told to let go
+    assert racer.seg is owner.seg and racer.pos == owner.pos  # the rest, whole
+    assert spans(sched) == [(0, MiB - 1), (MiB, 16 * MiB - 1)]
+    # The straggler lets go later: the segment is neither queued again nor completed.
+    assert sched.release(owner) == (None, [])
+    assert not sched.has_work()
+    assert sched.live() == [racer]
+    assert sched.written() == MiB + SMALL_READ
+
+
+def test_a_request_with_no_byte_yet_waits_for_a_typical_first_read() -> None:
+    clock = FakeClock()
+    sched, claims = busy(4, clock)
+    late = claims[3]
+    speeds = [FAST, FAST, FAST, 0.0]
+    # The others' first reads come after 0.2 s (a long round trip): so may the late one's.
+    assert run(claims, clock, 0.2, [0.0] * 4, sched) == []
+    assert run(claims, clock, 0.4, speeds, sched) == []  # 0.6 s: a slow round trip
+    assert sched.first_read == pytest.approx(0.21)
+    assert run(claims, clock, 0.03, speeds, sched) == [late]  # past three first reads
+
+
+def test_a_request_with_no_byte_and_no_typical_first_read_is_not_judged() -> None:
+    clock = FakeClock()
+    sched, claims = busy(2, clock)
+    clock.advance(0.6)  # too late to tell when the other's first read came
+    progress(claims[0], clock, int(0.6 * FAST))
+    assert sched.review() == []
+    assert sched.first_read == 0.0
+    clock.advance(0.5)
+    progress(claims[0], clock, int(0.5 * FAST))
+    assert sched.review() == []  # left to the stall rule
+
+
+@pytest.mark.parametrize(("read", "restarted"), [(MiB, False), (16 * KiB, True)])
+def test_a_large_read_in_flight_is_not_taken_for_no_progress(read: int, restarted: bool) -> None:
+    clock = FakeClock()
+    sched, claims = busy(4, clock)
+    claims[3].buffer = buffer(read)
+    speeds = [FAST, FAST, FAST, 0.0]
+    given_up = run(claims, clock, 0.2, speeds, sched)  # the typical first read: 10 ms
+    # 1 MiB may be arriving at 5 MiB/s: it is not known to be slow; 16 KiB at 80 KiB/s is.
+    assert given_up == ([claims[3]] if restarted else [])
+
+
+def test_a_new_request_on_a_claim_is_measured_afresh() -> None:
+    clock = FakeClock()
+    sched, claims = busy(2, clock)
+    assert run(claims, clock, 1.0, [FAST, FAST], sched) == []
+    claims[1].response = object()  # the next request of the same claim (after the probe's)
+    # Seen at the next review, judged JUDGE_FIRST later, though its average is still fine.
+    assert run(claims, clock, JUDGE_FIRST + 0.02, [FAST, FAST / 8], sched) == [claims[1]]
+    assert claims[1].rate(clock()) > FAST / 2
+
+
+def test_two_slow_racers_the_newest_request_is_restarted() -> None:
+    clock, sched, owner = slow_or_fast(0.1)
+    racer = take(sched)  # a hedge
+    owner.buffer = racer.buffer = buffer(16 * KiB)
+    assert run([owner, racer], clock, 0.2, [0.1 * MiB, 0.15 * MiB], sched) == [racer]
+    assert not owner.abort
+    assert sched.release(racer) == (None, [])  # the owner keeps going: not queued again
+    assert not sched.has_work()
+    again = take(sched)  # the racer's worker requests the rest again
+    assert again.seg is owner.seg and again.pos == max(owner.pos, racer.pos)
+    assert sched.live() == [owner, again]
+
+
+def test_restarts_are_capped_per_segment_and_per_download() -> None:
+    clock = FakeClock()
+    sched, claims = busy(2, clock)
+    seg = claims[1].seg
+    for i in range(MAX_RESTARTS + 1):
+        given_up = run(claims, clock, 0.2, [FAST, FAST / 8], sched)
+        if i == MAX_RESTARTS:
+            assert given_up == []  # seven slow requests in a row: left alone
+            break
+        assert given_up == [claims[1]]
+        sched.release(claims[1])
+        claims[1] = take(sched)
+        claims[1].buffer = buffer(16 * KiB)
+    assert sched.restarts[seg] == MAX_RESTARTS
+    # Per download: none left, none restarted (though the segment has restarts left).
+    sched.restarts[seg] = 0
+    sched.restarts_left = 0
+    assert run(claims, clock, 0.2, [FAST, FAST / 8], sched) == []
+
+
+def test_no_restarts_when_the_transfer_says_so() -> None:
+    """E.g. under a rate limit shared by all connections a new request is no faster."""
+    clock = FakeClock()
+    sched = make_scheduler(fresh_plan(16 * MiB, 2, MiB), clock, connections=2, restarts=False)
+    claims = [take(sched), take(sched)]
+    for claim in claims:
+        claim.buffer = buffer(16 * KiB)
+    assert run(claims, clock, 0.5, [FAST, FAST / 8], sched) == []
+    assert not claims[1].abort
+
+
+@pytest.mark.parametrize(("remaining", "splits"), [(2 * MiB, False), (4 * MiB, True)])
+def test_a_stolen_piece_is_worth_a_request(remaining: int, splits: bool) -> None:
+    """At 8 MiB/s a piece is worth at least 0.2 s of it, more than the 256 KiB minimum."""
+    clock = FakeClock()
+    sched = make_scheduler([Segment(0, 8 * MiB - 1), Segment(8 * MiB, 32 * MiB - 1)], clock)
+    first, owner = take(sched), take(sched)
+    owner.buffer = buffer(SMALL_READ)
+    clock.advance(1.0)
+    finish(first, clock)
+    progress(owner, clock, 8 * MiB)  # 8 MiB/s, as the other
+    owner.seg.end = owner.pos + remaining - 1  # (the rest was stolen earlier)
+    sched.release(first)
+    assert sched.piece == 256 * KiB
+    assert min_piece(sched.piece, 8 * MiB) > MiB
+    thief = sched.next_claim()
+    if splits:
+        assert thief is not None and thief.seg.length >= min_piece(sched.piece, 8 * MiB)
+    else:
+        assert thief is None
+
+
+def test_hedging_by_speed_stops_at_the_waste_cap_but_not_for_a_stall() -> None:
+    clock, sched, owner = slow_or_fast(0.3)
+    sched.restarts_left = 0  # only hedging is left
+    sched.wasted = sched.waste_cap
+    assert sched.next_claim() is None
+    clock.advance(STALL_AFTER + 0.01)
+    racer = take(sched)  # a stall is raced whatever it costs
+    assert racer.seg is owner.seg
+
+
+def test_the_bytes_fetched_twice_by_a_race_are_counted() -> None:
+    clock, sched, owner = slow_or_fast(0.3)
+    sched.restarts_left = 0
+    racer = take(sched)
+    assert racer.base == owner.pos
+    progress(owner, clock, 100 * KiB)
+    finish(racer, clock)
+    sched.release(racer)
+    assert sched.wasted == 100 * KiB  # what the loser fetched past where the racer began
+    assert sched.waste_cap == max(MiB, int(0.03 * 9 * MiB))
+
+
+def test_at_the_end_a_request_not_yet_shown_fast_is_raced() -> None:
+    clock = FakeClock()
+    sched, claims = busy(2, clock, size=4 * MiB)
+    run(claims, clock, 0.3, [FAST, FAST], sched)  # the typical first read: 10 ms
+    finish(claims[0], clock)
+    sched.release(claims[0])
+    # The other's next request, 512 KiB before its end, has its first read in flight.
+    claims[1].base = claims[1].pos = claims[1].seg.end + 1 - 512 * KiB
+    claims[1].buffer = buffer(256 * KiB)
+    claims[1].response = object()
+    sched.review()
+    assert sched.next_claim() is None  # too young to tell, too small to split
+    clock.advance(JUDGE_FIRST + 0.02)
+    racer = take(sched)
+    assert racer.seg is claims[1].seg and racer.pos == claims[1].pos
+
+
+def test_simulated_per_request_stragglers_finish_near_the_ideal() -> None:
+    """Eight workers on 32 MiB; each new request is 8x slower with probability 1/3 (seeded).
+    With restarts the download takes at most 1.4x the straggler-free ideal."""
+
+    def simulate(seed: int, *, restarts: bool) -> float:
+        rng = random.Random(seed)
+        clock = FakeClock()
+        size, n = 32 * MiB, 8
+        sched = make_scheduler(fresh_plan(size, n, MiB), clock, connections=n)
+        if not restarts:
+            sched.restarts_left = 0
+        held: List[Optional[Claim]] = [None] * n
+        speed = [0.0] * n
+        for _ in range(3000):
+            for claim in sched.review():
+                assert claim.abort
+            for i in range(n):
+                claim = held[i]
+                if claim is not None and (claim.abort or claim.pos > claim.seg.end):
+                    sched.release(claim)
+                    held[i] = claim = None
+                if claim is None:
+                    claim = held[i] = sched.next_claim()
+                    if claim is not None:
+                        claim.buffer = buffer(16 * KiB)
+                        speed[i] = FAST / 8 if rng.random() < 1 / 3 else FAST
+            if sched.all_done():
+                break
+            clock.advance(0.01)
+            for i, claim in enumerate(held):
+                if claim is not None and not claim.abort:
+                    progress(claim, clock, int(speed[i] * 0.01))
+        assert sched.all_done()
+        assert_tiles(size, spans(sched))
+        return (clock.now - 1000.0) / (size / (n * FAST))
+
+    for seed in (1, 2, 3):
+        assert simulate(seed, restarts=True) <= 1.4
+    assert max(simulate(s, restarts=False) for s in (1, 2, 3)) > 1.4

@@ -6,6 +6,7 @@ import gzip
 import http.client
 import importlib.util
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 import requests
@@ -325,6 +326,51 @@ def test_straggler_connections(srv: FaultServer) -> None:
     slow = time.monotonic() - t0
     assert 0.3 < slow < 3.0
     assert fast < slow / 2
+
+
+def test_slow_requests_are_drawn_per_request_from_the_seed(srv: FaultServer) -> None:
+    data = make_data(128 * 1024, seed=6)
+    srv.add_file("/p", data)
+    srv.faults.rate = 4 * 1024 * 1024  # ~31 ms per body; a slow one at 1/8: ~0.25 s
+    srv.faults.slow_request_probability = 0.5
+    srv.faults.slow_request_seed = 7
+    expected = [r < 0.5 for r in _draws(7, 8)]
+    assert True in expected and False in expected  # the seed gives both kinds
+    times = []
+    with requests.Session() as session:  # one connection: slowness is not per connection
+        for _ in range(8):
+            t0 = time.monotonic()
+            assert get(srv, "/p", session)[1] == data
+            times.append(time.monotonic() - t0)
+    logs = srv.requests
+    assert len({r.connection_id for r in logs}) == 1
+    assert [r.slow for r in logs] == expected
+    slow = [t for t, s in zip(times, expected) if s]
+    fast = [t for t, s in zip(times, expected) if not s]
+    assert min(slow) > 0.2 and max(fast) < min(slow) / 2
+    # The same seed gives the same draws again (after a restart), HEAD and errors draw none.
+    srv.restart_slow_draws()
+    srv.reset_counters()
+    requests.head(srv.url("/p"), timeout=10)
+    get(srv, "/missing")
+    for _ in range(8):
+        get(srv, "/p")
+    served = [r for r in srv.requests if r.method == "GET" and r.status == 200]
+    assert [r.slow for r in served] == expected
+    assert [(r.method, r.status, r.slow) for r in srv.requests[:2]] == [
+        ("HEAD", 200, False),
+        ("GET", 404, False),
+    ]
+    srv.faults.slow_request_seed = 8  # a new seed: a new sequence
+    srv.reset_counters()
+    for _ in range(8):
+        get(srv, "/p")
+    assert [r.slow for r in srv.requests] == [r < 0.5 for r in _draws(8, 8)]
+
+
+def _draws(seed: int, count: int) -> List[float]:
+    rng = random.Random(seed)
+    return [rng.random() for _ in range(count)]
 
 
 def test_cut_after_closes_mid_body(srv: FaultServer) -> None:

@@ -70,6 +70,8 @@ class Transfer:
             min_split=opts.min_split,
             ranged=ranged,
             until_eof=remote.size is None,
+            # Under a rate limit all connections share, a new request cannot be faster.
+            restarts=opts.limit_rate is None,
             hedge_after=opts.hedge_after,
         )
         self.stop = threading.Event()
@@ -290,6 +292,8 @@ class Transfer:
                 return error
             if self._alive <= 0:
                 return AccelError("internal error: all workers stopped before the end")
+            for claim in self.scheduler.review():  # stragglers let go: wake their reads
+                interrupt(claim.response)
             self._chores(time.monotonic())
             self._scale()
 

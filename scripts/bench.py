@@ -25,6 +25,12 @@ Scenarios (sizes in brackets are the ``--quick`` ones):
    file, ``accel -i LIST -j 8 -d DIR -q`` (accel only, one run): peak RSS, RSS at 10/50/90 %
    of the list, wall and CPU seconds, time to the first finished file.  The outputs go to a
    tmpfs directory (/dev/shm) when there is one, else under ``--tmpdir``.
+7. per-request stragglers: 32 MiB [8 MiB] from the FaultServer at 2 MB/s per connection where
+   each request is 8x slower with probability 1/3 (drawn per request from a seeded RNG, as
+   when a CDN routes some requests through a congested edge), run with seeds 1, 2 and 3
+   (``--runs`` rounds each, every tool meeting the same draws): wall seconds against axel and
+   against the straggler-free ideal size / (N x 2 MB/s); server overhead = bytes sent beyond
+   the file size.
 
 Scenarios 5 and 6 need nginx (they are skipped with a note without it); axel has no list
 input and does not take part in them.
@@ -39,6 +45,7 @@ Examples::
     python3 scripts/bench.py --runs 5 --out bench.md  # the full benchmark
     python3 scripts/bench.py --tools curl,aria2c,axel --scenarios 1,2
     python3 scripts/bench.py --scenarios 5,6 --runs 3    # many files and the 100,000-URL list
+    python3 scripts/bench.py --scenarios 7,3 --runs 3 --tools accel,axel  # stragglers
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ import importlib.util
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -66,11 +74,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+AUTO_START = 4  # accel.autoscale.START: the count -n auto starts with
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
-ALL_TOOLS = ("accel", "curl", "aria2c", "axel")
-ALL_SCENARIOS = ("1", "2", "3", "4", "5", "6")
+ALL_TOOLS = ("accel", "accel-auto", "curl", "aria2c", "axel")
+ALL_SCENARIOS = ("1", "2", "3", "4", "5", "6", "7")
 LIST_TOOLS = ("accel", "curl", "aria2c")  # tools with a list input (scenario 5)
 MANY_FILE_SIZE = 64 * KiB  # size of each file in scenario 5
 TINY_SIZE = 64  # the one file behind every URL of scenario 6
@@ -79,6 +88,10 @@ RSS_TARGET_MIB = 64  # issue 11: peak RSS for 100,000 queued URLs
 RATE = 4 * MiB  # per-connection limit in scenarios 2-4 (nginx "4m" = 4 MiB/s)
 STRAGGLER_EVERY = 3
 STRAGGLER_FACTOR = 8
+PER_REQUEST_RATE = 2_000_000  # scenario 7: 2 MB/s per connection (the issue's figures)
+SLOW_REQUEST_PROBABILITY = 1 / 3  # scenario 7: one request in three ...
+SLOW_REQUEST_FACTOR = 8  # ... is 8x slower
+SLOW_REQUEST_SEEDS = (1, 2, 3)  # scenario 7 runs --runs rounds with each seed
 SIGINT_GRACE = 15.0  # seconds a tool gets to exit after SIGINT before SIGKILL
 
 
@@ -255,7 +268,7 @@ def accel_available() -> tuple[bool, str]:
 
 def tool_available(tool: str) -> tuple[bool, str]:
     """Whether ``tool`` can run here, and why not."""
-    if tool == "accel":
+    if tool in ("accel", "accel-auto"):
         return accel_available()
     if shutil.which(tool) is None:
         return False, f"{tool} is not installed"
@@ -276,6 +289,8 @@ def tool_command(tool: str, url: str, out: Path, conns: int, *, resume: bool = F
     n = str(tool_connections(tool, conns))
     if tool == "accel":
         return [sys.executable, "-m", "accel", url, "-n", n, "-o", str(out), "-q"]
+    if tool == "accel-auto":  # -v: each change of the count is logged (see auto_count)
+        return [sys.executable, "-m", "accel", url, "-n", "auto", "-o", str(out), "-v"]
     if tool == "curl":
         return ["curl", "-s", *(["-C", "-"] if resume else []), "-o", str(out), url]
     if tool == "aria2c":
@@ -304,6 +319,12 @@ def tool_command(tool: str, url: str, out: Path, conns: int, *, resume: bool = F
 
 
 _CURL_FEATURES: dict[str, bool] = {}
+
+
+def auto_count(stderr: str) -> int:
+    """The connection count ``accel -n auto`` ended with, from its ``-v`` log."""
+    found = re.findall(r"auto: (\d+) connections", stderr)
+    return int(found[-1]) if found else AUTO_START
 
 
 def curl_features() -> dict[str, bool]:
@@ -373,7 +394,7 @@ def list_command(
 
 def tool_version(tool: str) -> str:
     """First line of the tool's version output (best effort)."""
-    if tool == "accel":
+    if tool in ("accel", "accel-auto"):
         cmd = [sys.executable, "-c", "import accel; print(getattr(accel, '__version__', '?'))"]
     elif tool == "nginx":
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -393,7 +414,7 @@ def tool_version(tool: str) -> str:
     except (OSError, subprocess.SubprocessError):
         return "not available"
     text = (proc.stdout or proc.stderr).strip()
-    if tool == "accel" and proc.returncode != 0:
+    if tool in ("accel", "accel-auto") and proc.returncode != 0:
         return "not importable"
     first = text.splitlines()[0] if text else "?"
     return first.replace("nginx version: ", "").split(" (")[0]
@@ -652,8 +673,12 @@ class FaultEndpoint(Endpoint):
         rate: Optional[int] = None,
         straggler_every: Optional[int] = None,
         straggler_factor: Optional[float] = None,
+        slow_request_probability: Optional[float] = None,
+        slow_request_factor: Optional[float] = None,
     ) -> None:
         from tests.server import FaultServer
+
+        self.seed: Optional[int] = None  # per-request slowness: the next run's seed
 
         self.server = FaultServer().start()
         try:
@@ -663,11 +688,19 @@ class FaultEndpoint(Endpoint):
             parts = []
             if rate is not None:
                 faults.rate = rate
-                parts.append(f"{rate / MiB:g} MiB/s per connection")
+                shown = f"{rate / MiB:g} MiB/s" if rate % MiB == 0 else f"{rate / 1e6:g} MB/s"
+                parts.append(f"{shown} per connection")
             if straggler_every is not None:
                 faults.straggler_every = straggler_every
                 faults.straggler_factor = straggler_factor
                 parts.append(f"every {straggler_every}rd connection {straggler_factor:g}x slower")
+            if slow_request_probability is not None:
+                faults.slow_request_probability = slow_request_probability
+                faults.slow_request_factor = slow_request_factor
+                parts.append(
+                    f"each request {slow_request_factor:g}x slower with probability "
+                    f"{slow_request_probability:.2g}, seeded"
+                )
         except BaseException:
             self.server.stop()
             raise
@@ -693,13 +726,24 @@ class FaultEndpoint(Endpoint):
             return sent - mark[0], None
         return sent - mark[0], requests - mark[1]
 
+    def slow_since(self, mark: Any) -> Optional[int]:
+        """Responses drawn slow (per-request slowness) since ``mark``."""
+        if mark[1] is None:
+            return None
+        return sum(1 for r in self.server.requests[mark[1] :] if getattr(r, "slow", False))
+
     def prepare_run(self) -> None:
-        """Align the straggler phase: the run's first connection gets an id = 0 mod k.
+        """Restart the slow-request draws from ``seed``; align the straggler phase: the run's
+        first connection gets an id = 0 mod k.
 
         The FaultServer numbers connections in accept order for its whole life, so idle
         connections are opened and closed until the next id is a multiple of k; every tool
-        then meets the slow connections at the same positions (3rd, 6th, ...).
+        then meets the slow connections at the same positions (3rd, 6th, ...). Likewise every
+        tool run with one seed meets slow requests at the same positions in its request order.
         """
+        if self.seed is not None:
+            self.server.faults.slow_request_seed = self.seed
+            self.server.restart_slow_draws()
         every = getattr(self.server.faults, "straggler_every", 0) or 0
         accepted = getattr(self.server, "connections", None)
         if every <= 1 or accepted is None:
@@ -769,12 +813,15 @@ class Record:
     rss: float = math.nan
     server_bytes: Optional[int] = None
     requests: Optional[int] = None
+    seed: Optional[int] = None  # per-request stragglers: the seed of the slow draws
+    slow_requests: Optional[int] = None  # per-request stragglers: responses drawn slow
     stop_fraction: Optional[float] = None  # resume: share of the file sent before SIGINT
     first_wall: Optional[float] = None  # resume: wall seconds until the interrupted run ended
     rerun: Optional[Rerun] = None  # many files: accel run again on the finished directory
     files_done: Optional[int] = None  # huge list: finished outputs at the end of the run
     first_file: Optional[float] = None  # huge list: seconds until the first output existed
     rss_by_progress: dict[int, float] = field(default_factory=dict)  # % of list -> RSS MiB
+    auto_connections: Optional[int] = None  # accel -n auto: the count it ended with
 
 
 @dataclass
@@ -788,6 +835,7 @@ class Scenario:
     conns: int
     rate: Optional[int] = None  # per-connection rate limit, bytes/s
     resume: bool = False
+    seeds: tuple[int, ...] = ()  # per-request stragglers: --runs rounds with each seed
     results: dict[str, list[Record]] = field(default_factory=dict)
 
     def ideal(self, tool: str) -> Optional[float]:
@@ -800,7 +848,11 @@ class Scenario:
         """Generous per-run timeout."""
         if self.rate is None:
             return 120.0 + self.data.size / (20 * MiB)
-        slowest = self.rate / STRAGGLER_FACTOR if self.key == "3" else self.rate
+        slowest = self.rate
+        if self.key == "3":
+            slowest = self.rate / STRAGGLER_FACTOR
+        elif self.key == "7":
+            slowest = self.rate / SLOW_REQUEST_FACTOR
         return 60.0 + 2.0 * self.data.size / slowest
 
 
@@ -876,6 +928,9 @@ def run_once(scenario: Scenario, tool: str, workdir: Path) -> Record:
         outcome = run_process(cmd, timeout=scenario.timeout(tool), env=env)
         problem = verify(out, scenario.data) if outcome.exit_code == 0 else None
         sent, requests = scenario.endpoint.since(mark)
+        seed = slow = None
+        if isinstance(scenario.endpoint, FaultEndpoint) and scenario.endpoint.seed is not None:
+            seed, slow = scenario.endpoint.seed, scenario.endpoint.slow_since(mark)
         clear_dir(outdir)
         error = _describe_failure(outcome, problem)
         return Record(
@@ -886,6 +941,9 @@ def run_once(scenario: Scenario, tool: str, workdir: Path) -> Record:
             rss=outcome.peak_rss_mib,
             server_bytes=sent,
             requests=requests,
+            seed=seed,
+            slow_requests=slow,
+            auto_connections=auto_count(outcome.stderr) if tool == "accel-auto" else None,
         )
 
     # Resume: SIGINT at ~50 % (by bytes written, else by time), then run to completion.
@@ -1098,6 +1156,8 @@ def run_one(scenario: AnyScenario, tool: str, workdir: Path) -> Record:
 
 def _record_summary(record: Record) -> str:
     parts = [f"{record.wall:.2f} s wall", f"{record.cpu:.2f} s CPU"]
+    if record.seed is not None:
+        parts.append(f"seed {record.seed}, {record.slow_requests} of {record.requests} slow")
     if record.files_done is not None:
         parts.append(f"peak RSS {record.rss:.0f} MiB, {record.files_done} files done")
     parts.append("ok" if record.ok else f"FAILED ({record.error})")
@@ -1112,11 +1172,17 @@ def _record_summary(record: Record) -> str:
 def run_scenario(scenario: AnyScenario, tools: Sequence[str], runs: int, workdir: Path) -> None:
     """Run every tool ``runs`` times, rotating the order each round (A/B interleaving)."""
     scenario.results = {tool: [] for tool in tools}
-    for round_no in range(runs):
+    seeds: Sequence[Optional[int]] = [None]
+    if isinstance(scenario, Scenario) and scenario.seeds:
+        seeds = scenario.seeds
+    rounds = [seed for seed in seeds for _ in range(runs)]
+    for round_no, seed in enumerate(rounds):
+        if seed is not None and isinstance(scenario.endpoint, FaultEndpoint):
+            scenario.endpoint.seed = seed
         shift = round_no % len(tools)
         order = list(tools[shift:]) + list(tools[:shift])
         for tool in order:
-            log(f"scenario {scenario.key} round {round_no + 1}/{runs}: {tool}")
+            log(f"scenario {scenario.key} round {round_no + 1}/{len(rounds)}: {tool}")
             try:
                 record = run_one(scenario, tool, workdir)
             except (OSError, subprocess.SubprocessError) as exc:
@@ -1223,8 +1289,12 @@ def scenario_table(scenario: Scenario) -> list[str]:
     accel_cpu = med(accel, "cpu")
     for tool, records in res.items():
         good = _ok(records)
+        ended = sorted({r.auto_connections for r in good if r.auto_connections is not None})
+        label = tool
+        if ended:
+            label += f" (ended at {'/'.join(map(str, ended))})"
         row = [
-            tool,
+            label,
             ok_cell(records),
             stat([r.wall for r in good]),
             stat([size / MiB / r.wall for r in good], "{:.0f}"),
@@ -1243,6 +1313,36 @@ def scenario_table(scenario: Scenario) -> list[str]:
         else:
             row += [ratio(accel_wall, med(good, "wall")), ratio(accel_cpu, med(good, "cpu"))]
         rows.append(row)
+    return table(header, rows)
+
+
+def seed_table(scenario: Scenario) -> list[str]:
+    """Markdown lines for a seeded scenario: each seed's medians, the tools side by side."""
+    header = ["seed", "tool", "ok runs", "wall s", "wall/ideal", "slow/all requests"]
+    header += ["server overhead MiB", "accel/peer wall"]
+    size = scenario.data.size
+    rows = []
+    for seed in scenario.seeds:
+        by_tool = {tool: [r for r in rs if r.seed == seed] for tool, rs in scenario.results.items()}
+        accel_wall = _median([r.wall for r in _ok(by_tool.get("accel", []))])
+        for tool, records in by_tool.items():
+            good = _ok(records)
+            ideal = scenario.ideal(tool) or math.nan
+            slow = [r for r in good if r.slow_requests is not None and r.requests]
+            rows.append(
+                [
+                    str(seed),
+                    tool,
+                    ok_cell(records),
+                    stat([r.wall for r in good]),
+                    stat([r.wall / ideal for r in good]),
+                    " ".join(f"{r.slow_requests}/{r.requests}" for r in slow) or "-",
+                    stat(
+                        [(r.server_bytes - size) / MiB for r in good if r.server_bytes is not None]
+                    ),
+                    "-" if tool == "accel" else ratio(accel_wall, _median([r.wall for r in good])),
+                ]
+            )
     return table(header, rows)
 
 
@@ -1440,7 +1540,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         "--scenarios",
         default=",".join(ALL_SCENARIOS),
         help="comma-separated scenarios: 1 unthrottled, 2 throttled, 3 straggler, 4 resume, "
-        "5 many files, 6 huge list (memory); default: all",
+        "5 many files, 6 huge list (memory), 7 per-request stragglers; default: all",
     )
     parser.add_argument(
         "--throttle-server",
@@ -1561,9 +1661,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # the resume scenario could not interrupt them.
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.quick:
-        sizes = {"1": 64 * MiB, "2": 16 * MiB, "3": 8 * MiB}
+        sizes = {"1": 64 * MiB, "2": 16 * MiB, "3": 8 * MiB, "7": 8 * MiB}
     else:
-        sizes = {"1": GiB, "2": 128 * MiB, "3": 32 * MiB}
+        sizes = {"1": GiB, "2": 128 * MiB, "3": 32 * MiB, "7": 32 * MiB}
     if args.size_gib is not None:
         sizes["1"] = int(args.size_gib * GiB)
 
@@ -1579,6 +1679,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not tools:
         log("no tool to benchmark")
         return 2
+    if any(tool.startswith("accel") for tool in tools):
+        # Byte-compiled first, as an installed package is: with PYTHONDONTWRITEBYTECODE set,
+        # every run would otherwise compile accel's modules again.
+        import compileall
+
+        compileall.compile_dir(str(REPO_ROOT / "accel"), quiet=1)
     have_nginx, why_nginx = nginx_status()
     have_fault, why_fault = fault_server_status()
     if not have_nginx:
@@ -1586,7 +1692,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not have_fault:
         notes.append(f"FaultServer unavailable: {why_fault}")
 
-    needed = {k: sizes[k] for k in args.scenarios if k in ("1", "2", "3")}
+    needed = {k: sizes[k] for k in args.scenarios if k in ("1", "2", "3", "7")}
     if "4" in args.scenarios:
         needed["2"] = sizes["2"]
     base = args.tmpdir or Path(tempfile.gettempdir())
@@ -1615,7 +1721,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         (workdir / "lists").mkdir()
         try:
             files: dict[str, DataFile] = {}
-            names = {"1": "unthrottled.bin", "2": "throttled.bin", "3": "straggler.bin"}
+            names = {
+                "1": "unthrottled.bin",
+                "2": "throttled.bin",
+                "3": "straggler.bin",
+                "7": "per-request.bin",
+            }
             for key, size in needed.items():
                 log(f"writing {size / MiB:.0f} MiB of random data to {names[key]}")
                 files[key] = make_file(datadir / names[key], size)
@@ -1665,6 +1776,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         f"{STRAGGLER_FACTOR}x slower, {n} connections"
                     )
                     scenarios.append(Scenario(key, title, files["3"], straggler, n, rate=RATE))
+                elif key == "7" and have_fault:
+                    per_request = FaultEndpoint(
+                        [files["7"]],
+                        rate=PER_REQUEST_RATE,
+                        slow_request_probability=SLOW_REQUEST_PROBABILITY,
+                        slow_request_factor=SLOW_REQUEST_FACTOR,
+                    )
+                    endpoints.append(per_request)
+                    title = (
+                        f"7. Per-request stragglers: {sizes['7'] / MiB:.0f} MiB at "
+                        f"{PER_REQUEST_RATE / 1e6:g} MB/s per connection, one request in "
+                        f"{round(1 / SLOW_REQUEST_PROBABILITY)} served {SLOW_REQUEST_FACTOR}x "
+                        "slower "
+                        f"(seeds {', '.join(map(str, SLOW_REQUEST_SEEDS))}), {n} connections"
+                    )
+                    scenarios.append(
+                        Scenario(
+                            key,
+                            title,
+                            files["7"],
+                            per_request,
+                            n,
+                            rate=PER_REQUEST_RATE,
+                            seeds=SLOW_REQUEST_SEEDS,
+                        )
+                    )
                 elif key == "4" and throttled is not None:
                     title = (
                         f"4. Resume waste: {sizes['2'] / MiB:.0f} MiB throttled to "
@@ -1815,6 +1952,13 @@ def render(
                 if scenario.key == "3"
                 else "Ideal = size / (connections the tool uses x per-connection rate)."
             )
+        if scenario.seeds:
+            lines.append(
+                f"Each tool ran {args.runs} time(s) with each seed ({len(scenario.seeds)} seeds); "
+                "with one seed every tool meets slow requests at the same positions of its own "
+                "request order (the ideal is the straggler-free one). Issue 14 targets: "
+                "accel <= 0.7x axel and <= 1.4x the ideal. Per seed below the overall table."
+            )
         if scenario.resume:
             lines.append(
                 "Re-fetched = bytes the server sent over both runs minus the file size; "
@@ -1824,6 +1968,8 @@ def render(
             )
         lines.append("")
         lines += scenario_table(scenario)
+        if scenario.seeds:
+            lines += ["", *seed_table(scenario)]
     lines += ["", "Ratios are accel's median divided by the peer's (below 1 = accel better)."]
     if notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]

@@ -1534,7 +1534,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument(
         "--tools",
         default=",".join(ALL_TOOLS),
-        help="comma-separated tools among accel,accel-auto,curl,aria2c,axel (default: all installed)",
+        help=f"comma-separated tools among {','.join(ALL_TOOLS)} (default: all installed)",
     )
     parser.add_argument(
         "--scenarios",

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import ssl
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator
 
@@ -227,3 +229,16 @@ def test_no_pipe_outlives_its_download(
         assert sha256(d.result()) == sha256(data)
     assert spliced["calls"] > 0
     assert pipes() == before
+
+
+@pytest.mark.parametrize("value, enabled", [("1", False), ("0", True), ("", True)])
+def test_accel_no_splice_turns_the_path_off(value: str, enabled: bool) -> None:
+    env = {**os.environ, "ACCEL_NO_SPLICE": value}
+    out = subprocess.run(
+        [sys.executable, "-c", "from accel import zerocopy; print(zerocopy._enabled)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert out == str(enabled)

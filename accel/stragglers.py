@@ -50,8 +50,10 @@ WINDOW = 0.5
 SAMPLE_EVERY = 0.05
 #: Hedges by speed stop once the bytes fetched twice exceed this share of the download ...
 WASTE_SHARE = 0.03
-#: ... or this many bytes, whichever is more.
+#: ... or this many bytes, whichever is more ...
 MIN_WASTE_CAP = 1 * MiB
+#: ... but at most this share of a small download.
+SMALL_SHARE = 0.1
 #: A stolen piece is worth at least this many seconds of a typical connection.
 STEAL_MIN_SECONDS = 0.2
 
@@ -153,8 +155,10 @@ def overlap(loser: Claim, winner: Claim) -> int:
 
 
 def waste_cap(size: int) -> int:
-    """How many duplicate bytes hedging by speed may cost a download of ``size`` bytes."""
-    return max(MIN_WASTE_CAP, int(WASTE_SHARE * size))
+    """How many duplicate bytes hedging by speed may cost a download of ``size`` bytes:
+    ``WASTE_SHARE`` of it, or ``MIN_WASTE_CAP`` if more, but never above ``SMALL_SHARE`` of
+    a small download (a 2 MiB file may not cost 1 MiB twice)."""
+    return max(int(WASTE_SHARE * size), min(MIN_WASTE_CAP, int(SMALL_SHARE * size)))
 
 
 def min_piece(piece: int, typical: float) -> int:

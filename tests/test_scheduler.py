@@ -940,7 +940,7 @@ def test_the_bytes_fetched_twice_by_a_race_are_counted() -> None:
     finish(racer, clock)
     sched.release(racer)
     assert sched.wasted == 100 * KiB  # what the loser fetched past where the racer began
-    assert sched.waste_cap == max(MiB, int(0.03 * 9 * MiB))
+    assert sched.waste_cap == int(0.1 * 9 * MiB)  # a small download: a tenth of it
 
 
 def test_at_the_end_a_request_not_yet_shown_fast_is_raced() -> None:
@@ -999,3 +999,11 @@ def test_simulated_per_request_stragglers_finish_near_the_ideal() -> None:
     for seed in (1, 2, 3):
         assert simulate(seed, restarts=True) <= 1.4
     assert max(simulate(s, restarts=False) for s in (1, 2, 3)) > 1.4
+
+
+def test_the_waste_cap_is_a_share_of_big_downloads_and_a_tenth_of_small_ones() -> None:
+    from accel.stragglers import waste_cap
+
+    assert waste_cap(2 * MiB) == int(0.2 * MiB)  # not 1 MiB twice of a 2 MiB file
+    assert waste_cap(32 * MiB) == MiB
+    assert waste_cap(1024 * MiB) == int(0.03 * 1024 * MiB)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import logging
-import os
 import socket
 import threading
 import time
@@ -19,7 +18,7 @@ import requests
 import urllib3
 
 from . import zerocopy
-from .exceptions import HTTPError, NetworkError, UsageError, local_error
+from .exceptions import HTTPError, NetworkError, UsageError
 from .limits import RateLimiter
 from .remote import (
     BadResponse,
@@ -33,6 +32,7 @@ from .remote import (
     validators_of,
 )
 from .scheduler import DEFAULT_READ_MARGIN, Claim
+from .storage import pwrite_all
 from .transport import RETRY_STATUSES, redact
 
 log = logging.getLogger(__name__)
@@ -61,10 +61,7 @@ _NETWORK_ERRORS = (*_REQUEST_ERRORS, ValueError)  # reads: http.client on a clos
 
 def interrupt(resp: Optional[requests.Response]) -> None:
     """Shut the socket of ``resp`` down, waking a read blocked on it (any thread)."""
-    if resp is None:
-        return
-    conn = getattr(resp.raw, "connection", None) or getattr(resp.raw, "_connection", None)
-    sock = getattr(conn, "sock", None)
+    sock = zerocopy.socket_of(resp)
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)
@@ -311,12 +308,7 @@ def _read_copy(resp: requests.Response, fd: int, buffer: ReadBuffer) -> zerocopy
 
     def copy(want: int, pos: int) -> int:
         n: int = readinto(view[:want])
-        try:
-            written = 0
-            while written < n:
-                written += os.pwrite(fd, view[written:n], pos + written)
-        except OSError as exc:
-            raise local_error(exc, "cannot write the download") from exc
+        pwrite_all(fd, view[:n], pos)
         return n
 
     return copy

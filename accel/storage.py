@@ -27,6 +27,23 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
+#: What a failed write of downloaded bytes says.
+WRITE_FAILED = "cannot write the download"
+
+
+def pwrite_all(fd: int, data: memoryview | bytes, offset: int, what: str = WRITE_FAILED) -> None:
+    """Write all of ``data`` at ``offset`` of ``fd`` (``pwrite`` may write less than asked);
+    a failure is a :class:`LocalFileError` saying ``what``."""
+    view = memoryview(data)
+    try:
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view = view[n:]
+            offset += n
+    except OSError as exc:
+        raise local_error(exc, what) from exc
+
+
 def fsync_dir(directory: Path) -> None:
     """fsync a directory so a rename in it is durable (best effort where unsupported)."""
     try:
@@ -82,14 +99,7 @@ class PartFile:
 
     def write_at(self, data: memoryview | bytes, offset: int) -> None:
         """Write all of ``data`` at ``offset``."""
-        view = memoryview(data)
-        try:
-            while view:
-                n = os.pwrite(self._fd, view, offset)
-                view = view[n:]
-                offset += n
-        except OSError as exc:
-            raise local_error(exc, f"cannot write {self.path}") from exc
+        pwrite_all(self._fd, data, offset, f"cannot write {self.path}")
 
     def sync(self) -> None:
         """Flush written data to stable storage."""

@@ -22,6 +22,7 @@ import weakref
 from typing import Any, Callable, Dict, Optional
 
 from .exceptions import local_error
+from .storage import WRITE_FAILED, pwrite_all
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,14 @@ def _close_pair(r: int, w: int) -> None:
             pass
 
 
+def socket_of(resp: Any) -> Any:
+    """The socket (or TLS wrapper) a requests response ``resp`` is read from; None once
+    its connection let go of it, or for None."""
+    raw = getattr(resp, "raw", None)
+    conn = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
+    return getattr(conn, "sock", None)
+
+
 def copier(resp: Any, fd: int, holder: Any) -> Optional[Copy]:
     """A splicing :data:`Copy` for the body of the requests response ``resp``, or None.
 
@@ -99,10 +108,8 @@ def copier(resp: Any, fd: int, holder: Any) -> Optional[Copy]:
     """
     if not _enabled:
         return None
-    raw = getattr(resp, "raw", None)
-    hr = getattr(raw, "_fp", None)  # http.client's response under urllib3
-    conn = getattr(raw, "connection", None)
-    sock = getattr(conn, "sock", None)
+    hr = getattr(getattr(resp, "raw", None), "_fp", None)  # http.client's, under urllib3
+    sock = socket_of(resp)
     # Plain TCP only (an SSLSocket is a subclass); a known length, not chunked, not HEAD.
     if type(sock) is not socket.socket or hr is None or getattr(hr, "fp", None) is None:
         return None
@@ -174,7 +181,7 @@ class _Splicer:
         if pending <= want:
             self.buffered = False
         data = self.hr.read(min(pending, want))
-        _pwrite_all(self.fd, data, pos)
+        pwrite_all(self.fd, data, pos)
         return len(data)
 
     def _fill(self, want: int) -> int:
@@ -218,14 +225,14 @@ class _Splicer:
         except OSError as exc:
             if exc.errno not in _UNSUPPORTED:
                 self._discard()
-                raise local_error(exc, "cannot write the download") from exc
+                raise local_error(exc, WRITE_FAILED) from exc
             # This file system does not take splice: the pipe's bytes go by read and write,
             # and later bodies are read the ordinary way.
             _enabled = False
             log.debug("splice to the output refused (%s): reading instead", exc)
             while done < n:
                 data = os.read(pipe.r, n - done)
-                _pwrite_all(self.fd, data, pos + done)
+                pwrite_all(self.fd, data, pos + done)
                 done += len(data)
                 pipe.pending = n - done
 
@@ -241,13 +248,3 @@ class _Splicer:
                 pipe.pending = 0
                 return
             pipe.pending -= len(chunk)
-
-
-def _pwrite_all(fd: int, data: bytes, pos: int) -> None:
-    view = memoryview(data)
-    written = 0
-    try:
-        while written < len(view):
-            written += os.pwrite(fd, view[written:], pos + written)
-    except OSError as exc:
-        raise local_error(exc, "cannot write the download") from exc

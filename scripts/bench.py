@@ -74,7 +74,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-AUTO_START = 4  # accel.autoscale.START: the count -n auto starts with
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
@@ -323,8 +322,10 @@ _CURL_FEATURES: dict[str, bool] = {}
 
 def auto_count(stderr: str) -> int:
     """The connection count ``accel -n auto`` ended with, from its ``-v`` log."""
+    from accel.autoscale import START  # accel ran, so it imports (see accel_available)
+
     found = re.findall(r"auto: (\d+) connections", stderr)
-    return int(found[-1]) if found else AUTO_START
+    return int(found[-1]) if found else START
 
 
 def curl_features() -> dict[str, bool]:

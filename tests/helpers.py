@@ -5,6 +5,7 @@ file listings and hashes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,7 +15,9 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+
+import pytest
 
 import accel
 from accel import Options, RetryPolicy
@@ -226,3 +229,20 @@ def range_bounds(value: str) -> Tuple[int, Optional[int]]:
     """``bytes=a-b`` -> (a, b); ``bytes=a-`` -> (a, None)."""
     first, _, last = value[len("bytes=") :].partition("-")
     return int(first), (int(last) if last else None)
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, opts: str) -> Iterator[Path]:
+    """Mount a small tmpfs at ``path`` (root only); skip when that is impossible here."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    path.mkdir()
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True
+    )
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr!r}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

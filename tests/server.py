@@ -773,13 +773,7 @@ class FaultServer:
         self._stopping.set()
         httpd.shutdown()
         httpd.server_close()
-        with self._lock:
-            open_conns = list(self._open.values())
-        for sock, _ in open_conns:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        open_conns = self.drop_connections()
         deadline = time.monotonic() + 3.0
         for _, thread in open_conns:
             if thread is not None:
@@ -985,8 +979,9 @@ class FaultServer:
             self._requests.clear()
             self._connections = 0
 
-    def drop_connections(self) -> None:
-        """Abort every open connection at once (the listener stays), as a restart would."""
+    def drop_connections(self) -> List[Tuple[socket.socket, Optional[threading.Thread]]]:
+        """Abort every open connection at once (the listener stays), as a restart would;
+        returns them with their handler threads."""
         with self._lock:
             open_conns = list(self._open.values())
         for sock, _ in open_conns:
@@ -994,6 +989,7 @@ class FaultServer:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        return open_conns
 
     def reset_faults(self) -> None:
         """Switch every fault off."""

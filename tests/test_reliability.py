@@ -36,6 +36,7 @@ from tests.helpers import (
     run_accel,
     run_in_thread,
     sha256,
+    tmpfs,
 )
 from tests.server import FaultHandler, FaultServer, RequestLog, make_data
 
@@ -968,23 +969,6 @@ def test_output_under_a_regular_file_exits_6(srv: FaultServer, tmp_path: Path) -
     assert res.returncode == 6, res.stderr
     assert_one_line_error(res)
     assert blocker.read_text() == "not a directory"
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, opts: str) -> Iterator[Path]:
-    """Mount a small tmpfs at ``path`` (root only); skip when that is impossible here."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    path.mkdir()
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)], capture_output=True
-    )
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr!r}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def test_unwritable_directory_exits_6(server: FaultServer, tmp_path: Path) -> None:

@@ -21,9 +21,8 @@ import accel
 from accel import Options, zerocopy
 from accel.exceptions import InsufficientSpaceError
 from accel.fetch import ReadBuffer
-from tests.helpers import fast_retry, gets, sha256
+from tests.helpers import fast_retry, gets, sha256, tmpfs
 from tests.server import FaultServer, make_data
-from tests.test_reliability import tmpfs
 
 KiB, MiB = 1024, 1024 * 1024
 

@@ -409,19 +409,25 @@ class _Guard:
         idle = 0.0
         while True:
             time.sleep(TICK)
+            if self._round():
+                idle = 0.0
+                continue
+            idle += TICK
             with self._lock:
-                watched = list(self._watched)
-                if not watched:
-                    idle += TICK
-                    if idle >= self.IDLE_EXIT:
-                        self._thread = None
-                        return
-                    continue
-            idle = 0.0
-            now = time.monotonic()
-            for transfer in watched:
-                if transfer.guard(now):
-                    self.forget(transfer)
+                if idle >= self.IDLE_EXIT and not self._watched:
+                    self._thread = None
+                    return
+
+    def _round(self) -> bool:
+        """Guard each watched transfer once; False if there was none. Its locals end with
+        it: an idle guard keeps no ended transfer (nor its Downloader) alive."""
+        with self._lock:
+            watched = list(self._watched)
+        now = time.monotonic()
+        for transfer in watched:
+            if transfer.guard(now):
+                self.forget(transfer)
+        return bool(watched)
 
 
 #: The one guard thread of the process (started when an inline transfer needs it).

@@ -648,3 +648,22 @@ def test_untracked_manager_forgets_ended_downloads(server: FaultServer, tmp_path
     assert [r for r in refs if r() is not None] == []
     for i, data in enumerate(datas):
         assert sha256(tmp_path / f"f{i}.bin") == sha256(data)
+
+
+def test_the_guard_keeps_no_ended_inline_download_alive(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    """The process-wide guard thread watches one-connection transfers; once one ended, no
+    reference to it (nor to its Downloader) may linger in the idle guard."""
+    import gc
+    import weakref
+
+    data = make_data(32 * KiB, seed=81)
+    server.add_file("/f.bin", data)
+    server.faults.rate = 128 * KiB  # a quarter second: the guard looks at it several times
+    d = accel.Downloader(server.url("/f.bin"), tmp_path / "f.bin", options=opts())
+    assert sha256(d.run()) == sha256(data)
+    ref = weakref.ref(d)
+    del d
+    gc.collect()
+    assert ref() is None

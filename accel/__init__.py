@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 # First of all: a Ctrl-C while the accel command imports the rest exits 130 quietly.
-from . import _startup  # noqa: F401  isort: skip
+from accel.cli import _startup  # noqa: F401  isort: skip
 
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import (
+from accel.exceptions import (
     AccelError,
     CancelledError,
     FileTooLargeError,
@@ -28,15 +28,15 @@ from .exceptions import (
     UsageError,
     VerificationError,
 )
-from .version import __version__
+from accel.version import __version__
 
 if TYPE_CHECKING:  # for type checkers; at run time these load on first use
     import os
     from pathlib import Path
     from typing import Union
 
-    from .downloader import Downloader
-    from .events import (
+    from accel.downloader import Downloader
+    from accel.events import (
         AlreadyComplete,
         Cancelled,
         Completed,
@@ -49,10 +49,10 @@ if TYPE_CHECKING:  # for type checkers; at run time these load on first use
         SegmentCompleted,
         Started,
     )
-    from .limits import HostSlots, RateLimiter
-    from .manager import Manager
-    from .options import Options
-    from .retry import RetryPolicy
+    from accel.limits import HostSlots, RateLimiter
+    from accel.manager import Manager
+    from accel.options import Options
+    from accel.retry import RetryPolicy
 
 # A library logs but never prints: without configuration, its records go nowhere.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -101,7 +101,7 @@ def __dir__() -> list[str]:
 
 def download(url: str, output: Union[str, os.PathLike[str], None] = None, **options: Any) -> Path:
     """Download ``url`` (see :class:`Downloader` for the options); return the file's path."""
-    from .downloader import Downloader
+    from accel.downloader import Downloader
 
     return Downloader(url, output, **options).run()
 

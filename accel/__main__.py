@@ -1,6 +1,6 @@
 """``python -m accel``."""
 
-from .cli import main_entry
+from accel.cli.main import main_entry
 
 if __name__ == "__main__":
     main_entry()

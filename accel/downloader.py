@@ -2,9 +2,10 @@
 
 It owns the public API (run/start/wait/result/exception/cancel/progress), the restart loop,
 and the ends of a download: deciding that a file is already complete, and finishing one
-(flush, verify, rename). The work in between is the engine's: :mod:`accel.probe` (the first
-request), :mod:`accel.transfer` (the worker pool), :mod:`accel.scheduler` (who fetches
-what), :mod:`accel.worker` (one connection's loop) and :mod:`accel.commit` (the sidecar).
+(flush, verify, rename). The work in between is the engine's: :mod:`accel._engine.probe`
+(the first request), :mod:`accel._engine.transfer` (the worker pool),
+:mod:`accel._engine.scheduler` (who fetches what), :mod:`accel._engine.worker` (one
+connection's loop) and :mod:`accel._disk.committer` (the sidecar).
 """
 
 from __future__ import annotations
@@ -18,20 +19,10 @@ from typing import Any, Callable, List, Optional, Union
 
 import requests
 
-from . import events as ev
-from . import state
-from .complete import Completion
-from .context import Context, Restart
-from .exceptions import AccelError, CancelledError, RemoteChangedError, local_error
-from .fetch import CHUNK, first_byte
-from .future import DownloadFuture, Listener
-from .names import output_path
-from .options import Options, resolve
-from .planner import Segment, initial_plan
-from .probe import Probe, probe
-from .remote import RemoteFile, http_date_to_timestamp
-from .sources import mirror_sources
-from .storage import (
+from accel import events as ev
+from accel._disk import state
+from accel._disk.complete import Completion
+from accel._disk.storage import (
     FileLock,
     PartFile,
     check_free_space,
@@ -39,8 +30,18 @@ from .storage import (
     finalize,
     prepare_directory,
 )
-from .transfer import Transfer
-from .transport import SessionPool, check_url, new_session, origin, redact
+from accel._engine.context import Context, Restart
+from accel._engine.plan import Segment, initial_plan
+from accel._engine.probe import Probe, probe
+from accel._engine.sources import mirror_sources
+from accel._engine.transfer import Transfer
+from accel._http.fetch import CHUNK, first_byte
+from accel._http.session import SessionPool, check_url, new_session, origin, redact
+from accel._util.names import output_path
+from accel._util.remote import RemoteFile, http_date_to_timestamp
+from accel.exceptions import AccelError, CancelledError, RemoteChangedError, local_error
+from accel.future import DownloadFuture, Listener
+from accel.options import Options, resolve
 
 log = logging.getLogger(__name__)
 

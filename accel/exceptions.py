@@ -2,7 +2,7 @@
 
 Every error is an :class:`AccelError`; catch that to handle them all. Errors caused by
 bad input also subclass :class:`ValueError`. The command line maps each branch to one
-exit code (``accel.cli.EXIT_CODES``)::
+exit code (``accel.cli.main.EXIT_CODES``)::
 
     AccelError                       (exit 1)
     ├── UsageError, ValueError       (exit 2) bad option, URL, header, checksum spec, rate...

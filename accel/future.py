@@ -13,8 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Protocol, TypeVar
 
-from . import events as ev
-from .exceptions import CancelledError
+from accel import events as ev
+from accel.exceptions import CancelledError
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import time
 from collections import Counter
 from typing import Callable, Optional, Union
 
-from .exceptions import UsageError
-from .units import parse_size
+from accel._util.units import parse_size
+from accel.exceptions import UsageError
 
 
 def parse_rate(text: str) -> int:

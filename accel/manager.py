@@ -34,13 +34,13 @@ from typing import (
     Union,
 )
 
-from . import events as ev
-from .downloader import Downloader, SessionFactory
-from .exceptions import UsageError
-from .limits import HostSlots
-from .meter import RateMeter
-from .options import Options, resolve
-from .transport import SessionPool
+from accel import events as ev
+from accel._http.session import SessionPool
+from accel._util.meter import RateMeter
+from accel.downloader import Downloader, SessionFactory
+from accel.exceptions import UsageError
+from accel.limits import HostSlots
+from accel.options import Options, resolve
 
 log = logging.getLogger(__name__)
 

@@ -7,17 +7,17 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
-from . import autoscale
-from .exceptions import UsageError
-from .limits import HostSlots, RateLimiter
-from .planner import DEFAULT_MIN_SEGMENT
-from .retry import RetryPolicy
-from .units import to_bytes
-from .urls import check_url
-from .verify import parse_checksum
+from accel._engine import autoscale
+from accel._engine.plan import DEFAULT_MIN_SEGMENT
+from accel._util.checksum import parse_checksum
+from accel._util.units import to_bytes
+from accel._util.urls import check_url
+from accel.exceptions import UsageError
+from accel.limits import HostSlots, RateLimiter
+from accel.retry import RetryPolicy
 
 MAX_CONNECTIONS = 64
-#: ``connections=AUTO``: the count follows the throughput (:mod:`accel.autoscale`).
+#: ``connections=AUTO``: the count follows the throughput (:mod:`accel._engine.autoscale`).
 AUTO = "auto"
 #: Headers accel manages itself; a caller may not set them.
 RESERVED_HEADERS = frozenset({"range", "if-range", "accept-encoding", "host", "content-length"})
@@ -32,7 +32,7 @@ class Options:
     """
 
     #: Parallel connections, or ``"auto"``: start with a few and add more while that raises
-    #: the total rate (up to ``max_connections``; see :mod:`accel.autoscale`).
+    #: the total rate (up to ``max_connections``; see :mod:`accel._engine.autoscale`).
     connections: Union[int, str] = 8
     #: The most connections ``connections="auto"`` uses (ignored otherwise).
     max_connections: int = autoscale.DEFAULT_CAP

@@ -13,8 +13,8 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
-from .exceptions import AccelError, HTTPError, NetworkError, RemoteProtocolError, UsageError
-from .remote import BadResponse, Retryable
+from accel._util.remote import BadResponse, Retryable
+from accel.exceptions import AccelError, HTTPError, NetworkError, RemoteProtocolError, UsageError
 
 
 @dataclass(frozen=True)

@@ -322,7 +322,7 @@ _CURL_FEATURES: dict[str, bool] = {}
 
 def auto_count(stderr: str) -> int:
     """The connection count ``accel -n auto`` ended with, from its ``-v`` log."""
-    from accel.autoscale import START  # accel ran, so it imports (see accel_available)
+    from accel._engine.autoscale import START  # accel ran, so it imports (see accel_available)
 
     found = re.findall(r"auto: (\d+) connections", stderr)
     return int(found[-1]) if found else START

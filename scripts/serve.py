@@ -5,7 +5,7 @@ Usage::
 
     python3 scripts/serve.py PATH [--port 8000] [--rate 1M] [--host 127.0.0.1]
 
-A thin command line over :class:`accel.demo.DemoServer` (ranges, strong validators, a
+A thin command line over :class:`accel.cli.demo.DemoServer` (ranges, strong validators, a
 per-connection throttle). ``--rate`` is bytes/s per connection with an optional K/M/G suffix
 (powers of 1024). Runs until Ctrl-C. ``accel --demo`` does all of this by itself.
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from accel.demo import DemoServer
+from accel._util.units import human_rate, parse_size
+from accel.cli.demo import DemoServer
 from accel.exceptions import UsageError
-from accel.units import human_rate, parse_size
 
 
 def parse_rate(text: str) -> int:

@@ -13,7 +13,7 @@ from typing import Callable, List
 import pytest
 
 import accel
-from accel.autoscale import (
+from accel._engine.autoscale import (
     INTERVAL,
     RETRY_AFTER,
     START,
@@ -251,7 +251,7 @@ def test_auto_lets_connections_go_when_more_do_not_help(
 ) -> None:
     """A rate limit of our own caps the total: 8 connections bring no more than 4, so the
     addition is undone and the surplus workers let go after their claim."""
-    caplog.set_level(logging.INFO, logger="accel.transfer")
+    caplog.set_level(logging.INFO, logger="accel._engine.transfer")
     data = make_data(16 * MiB, 92)
     server.add_file("/l.bin", data)
     out = tmp_path / "l.bin"

@@ -1,4 +1,4 @@
-"""Tests of the ``accel`` command line: every option and exit code through ``accel.cli.main``
+"""Tests of the ``accel`` command line: every option and exit code through ``accel.cli.main.main``
 in-process, and a representative subset through the installed console script (pipes, a
 pseudo-terminal, SIGINT, the config file from the environment), against the real FaultServer.
 """
@@ -29,8 +29,8 @@ import platformdirs
 import pytest
 
 import accel
-from accel import cli
-from accel.config import config_path
+from accel.cli import main as cli
+from accel.cli.config import config_path
 from tests import helpers
 from tests.helpers import KiB, MiB, listing, sha256, wait_until
 from tests.server import FaultServer, RequestLog, make_data
@@ -62,7 +62,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def run_main(capsys: pytest.CaptureFixture, *argv: str) -> Result:
-    """``accel.cli.main(argv)`` in-process, with its output."""
+    """``accel.cli.main.main(argv)`` in-process, with its output."""
     code = cli.main(list(argv))
     captured = capsys.readouterr()
     return Result(code, captured.out, captured.err)

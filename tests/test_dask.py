@@ -1,4 +1,4 @@
-"""accel.dask on a real distributed.LocalCluster of 2 worker processes (loopback only)."""
+"""accel.contrib.dask on a real distributed.LocalCluster of 2 worker processes (loopback only)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.server import FaultServer, make_data
 
 distributed = pytest.importorskip("distributed")
 
-from accel.dask import download_all  # noqa: E402
+from accel.contrib.dask import download_all  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -24,9 +24,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import accel
-from accel import Options, RetryPolicy, state
-from accel.remote import Validators, strong_date, validators_of
-from accel.storage import data_until
+from accel import Options, RetryPolicy
+from accel._disk import state
+from accel._disk.storage import data_until
+from accel._util.remote import Validators, strong_date, validators_of
 from tests.helpers import (
     KiB,
     MiB,

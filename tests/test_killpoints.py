@@ -17,7 +17,7 @@ from typing import List, Tuple
 
 import pytest
 
-from accel import state
+from accel._disk import state
 from tests.helpers import KiB, MiB, listing, popen_accel, run_accel, sha256
 from tests.server import FaultServer, make_data
 

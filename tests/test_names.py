@@ -1,4 +1,5 @@
-"""Tests of local file name selection (accel.names): safe_name, URL and Content-Disposition."""
+"""Tests of local file name selection (accel._util.names): safe_name, URL and
+Content-Disposition."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accel.names import FALLBACK_NAME, content_disposition_name, name_from_url, safe_name
+from accel._util.names import FALLBACK_NAME, content_disposition_name, name_from_url, safe_name
 
 SUFFIX = ".part.json.tmp"
 LIMIT = 255 - len(SUFFIX)

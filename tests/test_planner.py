@@ -1,4 +1,4 @@
-"""Property tests of the pure range planner (accel.planner): tiling, resume, work stealing."""
+"""Property tests of the pure range planner (accel._engine.plan): tiling, resume, work stealing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from accel.planner import (
+from accel._engine.plan import (
     ALIGN,
     KiB,
     MiB,

@@ -1,4 +1,4 @@
-"""Tests of accel.progress: summary lines on a pipe (saved, resumed, no ranges, outages),
+"""Tests of accel.cli.progress: summary lines on a pipe (saved, resumed, no ranges, outages),
 the live lines (layout by priority at every width, the segment map squeezed or dropped, never
 a one-cell bar), the live region drawn through a VT100 emulator (messages above, nothing left
 behind), the total line, and the IEC units.
@@ -16,9 +16,9 @@ import pyte
 import pytest
 
 from accel import events as ev
-from accel.progress import Reporter, TotalBar, human_size
-from accel.screen import BAR_MIN, Parts, Screen, layout, squeeze
-from accel.units import human_amount, human_duration, human_rate
+from accel._util.units import human_amount, human_duration, human_rate
+from accel.cli.progress import Reporter, TotalBar, human_size
+from accel.cli.screen import BAR_MIN, Parts, Screen, layout, squeeze
 from tests.helpers import MiB
 
 SIZE = 3 * MiB

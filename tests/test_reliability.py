@@ -24,7 +24,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 import accel
-from accel import Options, state
+from accel import Options
+from accel._disk import state
 from tests.helpers import (
     KiB,
     MiB,

@@ -1,4 +1,4 @@
-"""Tests of response header parsing and the check_partial gate (accel.remote)."""
+"""Tests of response header parsing and the check_partial gate (accel._util.remote)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
-from accel.remote import (
+from accel._util.remote import (
     BadResponse,
     RangesUnsupported,
     RemoteChanged,

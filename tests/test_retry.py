@@ -1,5 +1,5 @@
 """Unit tests of retrying as values (accel.retry), the slot leases of accel.limits, and the
-source pool of accel.sources: refresh of an expired redirect target and switching sources.
+source pool of accel._engine.sources: refresh of an expired redirect target and switching sources.
 No network, no sleeping beyond a few hundredths of a second in the threaded cases.
 """
 
@@ -12,6 +12,8 @@ from typing import List, Optional
 
 import pytest
 
+from accel._engine.sources import MAX_REFRESHES, Source, SourcePool, slot_key
+from accel._util.remote import BadResponse, RemoteChanged, Retryable, TotalMismatch, Validators
 from accel.exceptions import (
     HTTPError,
     NetworkError,
@@ -19,9 +21,7 @@ from accel.exceptions import (
     UsageError,
 )
 from accel.limits import HostSlots, SlotLease
-from accel.remote import BadResponse, RemoteChanged, Retryable, TotalMismatch, Validators
 from accel.retry import Failure, RetryPolicy, RetryState
-from accel.sources import MAX_REFRESHES, Source, SourcePool, slot_key
 
 MAIN = "https://example.test/file.iso"
 SIGNED = "https://cdn.test/file.iso?sig=1"

@@ -1,6 +1,6 @@
-"""Unit tests of the pure scheduler (accel.scheduler) on a fake clock: no network, no sleeping,
-no threads. Workers are simulated by taking claims, moving ``claim.pos`` forward, advancing
-the clock and releasing the claims.
+"""Unit tests of the pure scheduler (accel._engine.scheduler) on a fake clock: no network, no
+sleeping, no threads. Workers are simulated by taking claims, moving ``claim.pos`` forward,
+advancing the clock and releasing the claims.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
-from accel.limits import HostSlots, SlotLease
-from accel.planner import ALIGN, KiB, MiB, Segment, check_tiling, fresh_plan
-from accel.remote import Validators
-from accel.scheduler import (
+from accel._engine.plan import ALIGN, KiB, MiB, Segment, check_tiling, fresh_plan
+from accel._engine.scheduler import (
     DEFAULT_READ_MARGIN,
     JUDGE_AFTER,
     MIN_STEAL_ETA,
@@ -24,8 +22,10 @@ from accel.scheduler import (
     Scheduler,
     segment_map,
 )
-from accel.sources import Source, SourcePool
-from accel.stragglers import JUDGE_FIRST, MAX_RESTARTS, min_piece
+from accel._engine.sources import Source, SourcePool
+from accel._engine.stragglers import JUDGE_FIRST, MAX_RESTARTS, min_piece
+from accel._util.remote import Validators
+from accel.limits import HostSlots, SlotLease
 
 URL = "http://example.test/file.bin"
 KEY = "example.test:80"  # the HostSlots key of URL
@@ -740,7 +740,7 @@ def test_a_request_waiting_for_its_first_byte_is_raced_only_when_stalled() -> No
     assert racer.seg is owner.seg and racer.pos == owner.pos == 0
 
 
-# -- per-request stragglers: restarts, races, caps (accel.stragglers) ------------------------
+# -- per-request stragglers: restarts, races, caps (accel._engine.stragglers) -----------------
 
 FAST = 2 * MiB  # bytes/s of a fresh request in these tests; a slow one gets FAST / 8
 
@@ -1002,7 +1002,7 @@ def test_simulated_per_request_stragglers_finish_near_the_ideal() -> None:
 
 
 def test_the_waste_cap_is_a_share_of_big_downloads_and_a_tenth_of_small_ones() -> None:
-    from accel.stragglers import waste_cap
+    from accel._engine.stragglers import waste_cap
 
     assert waste_cap(2 * MiB) == int(0.2 * MiB)  # not 1 MiB twice of a 2 MiB file
     assert waste_cap(32 * MiB) == MiB

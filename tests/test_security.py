@@ -21,7 +21,7 @@ import trustme
 
 import accel
 from accel import Options
-from accel.names import FALLBACK_NAME
+from accel._util.names import FALLBACK_NAME
 from tests.helpers import (
     KiB,
     MiB,

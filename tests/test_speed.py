@@ -18,7 +18,7 @@ from typing import Iterator, List
 import pytest
 
 import accel
-from accel import cli
+from accel.cli import main as cli
 from tests.helpers import (
     KiB,
     MiB,

@@ -92,7 +92,7 @@ def slow_server() -> Iterator[FaultServer]:
 
 
 # The first accel module, one in the middle of the slow third-party imports, and the last.
-MOMENTS = ["accel._startup", "requests", "accel.cli"]
+MOMENTS = ["accel.cli._startup", "requests", "accel.cli.main"]
 
 
 @pytest.mark.parametrize("module", MOMENTS)
@@ -158,7 +158,7 @@ def test_sigint_at_many_moments_of_a_short_run(server: FaultServer, tmp_path: Pa
 def test_imports_of_the_library_leave_signals_alone() -> None:
     """Only the command exits quietly: a program that imports accel keeps Python's Ctrl-C."""
     code = (
-        "import signal, accel, accel.cli\n"
+        "import signal, accel, accel.cli.main\n"
         "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
         "assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL\n"
     )

@@ -1,4 +1,4 @@
-"""Tests of the sidecar NAME.part.json (accel.state): atomic save, strict load, boot ids."""
+"""Tests of the sidecar NAME.part.json (accel._disk.state): atomic save, strict load, boot ids."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from typing import Any, Callable, Dict, Tuple
 
 import pytest
 
-from accel.exceptions import LocalFileError
-from accel.planner import Segment
-from accel.state import (
+from accel._disk.state import (
     FORMAT,
     VERSION,
     InvalidState,
@@ -25,6 +23,8 @@ from accel.state import (
     sidecar_path,
     snapshot,
 )
+from accel._engine.plan import Segment
+from accel.exceptions import LocalFileError
 
 SIZE = 1000
 SEGMENTS = [(0, 399, 400, 100), (400, 799, 10, 0), (800, 999, 0, 0)]

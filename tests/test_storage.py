@@ -1,4 +1,4 @@
-"""Tests of the .part file and the final move (accel.storage), on real files in tmp_path."""
+"""Tests of the .part file and the final move (accel._disk.storage), on real files in tmp_path."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from accel._disk.storage import PartFile, check_free_space, finalize
 from accel.exceptions import InsufficientSpaceError, LocalFileError, OutputExistsError
-from accel.storage import PartFile, check_free_space, finalize
 from tests.helpers import MiB
 
 # --- PartFile ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import pyte
 import pytest
 
-from accel.progress import BAR_MIN
+from accel.cli.progress import BAR_MIN
 from tests.helpers import KiB, MiB, sha256
 from tests.server import FaultServer, make_data
 
@@ -333,7 +333,7 @@ def test_an_outage_shows_retrying_instead_of_a_frozen_count(
 
 
 def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> Tuple[int, str]:
-    from accel import cli
+    from accel.cli import main as cli
 
     code = cli.main(list(argv))
     return code, capsys.readouterr().err
@@ -377,7 +377,7 @@ def test_too_large_is_a_refusal_with_its_own_exit_code(
     assert code == 7
     assert "300.0 KiB" in err and "100.0 KiB" in err
     assert os.listdir(here) == ["xdg-empty"] or os.listdir(here) == []
-    from accel import cli
+    from accel.cli import main as cli
 
     assert re.search(
         r"^\s+7\s+refused: the remote file is larger than --max-filesize", cli.EPILOG, re.M

@@ -1,4 +1,4 @@
-"""Tests of sessions and the retry policy (accel.transport), against real loopback servers."""
+"""Tests of sessions and the retry policy (accel._http.session), against real loopback servers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import List
 import pytest
 
 import accel
-from accel.transport import RetryPolicy, new_session, origin, urllib3_retry
+from accel._http.session import RetryPolicy, new_session, origin, urllib3_retry
 from tests.server import FaultServer, make_data
 
 # --- RetryPolicy ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Zero-copy bodies (accel.zerocopy): plain HTTP goes socket -> pipe -> file with splice(2).
+"""Zero-copy bodies (accel._http.zerocopy): plain HTTP goes socket -> pipe -> file with splice(2).
 
 Every test runs a real server on loopback and real sockets; ``os.splice`` is only watched
 (a wrapper counting what moved from a socket), never replaced.
@@ -18,9 +18,10 @@ import pytest
 import requests
 
 import accel
-from accel import Options, zerocopy
+from accel import Options
+from accel._http import zerocopy
+from accel._http.fetch import ReadBuffer
 from accel.exceptions import InsufficientSpaceError
-from accel.fetch import ReadBuffer
 from tests.helpers import fast_retry, gets, sha256, tmpfs
 from tests.server import FaultServer, make_data
 

@@ -1,0 +1,1 @@
+"""The download engine: plan, claims, scheduler, policies, sources, probe, workers, transfer."""

@@ -1,0 +1,48 @@
+"""What the engine's parts share about one download, and the signals they send its façade.
+
+A :class:`Context` is the narrow view of a :class:`~accel.Downloader` that the probe, the
+transfer and its workers get: the URL, the settings, a session factory, timeouts, the cancel
+event and the event sink. Nothing below the façade sees the ``Downloader`` itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Tuple
+
+import requests
+
+from accel import events as ev
+from accel._http.session import redact
+from accel.options import Options
+
+
+@dataclass(frozen=True)
+class Context:
+    """One download's shared, read-only view for the engine's threads."""
+
+    url: str
+    options: Options
+    new_session: Callable[[], requests.Session]
+    cancel: threading.Event
+    emit: Callable[[ev.Event], None]
+    report: Callable[[int], None]
+
+    @property
+    def timeouts(self) -> Tuple[float, float]:
+        """(connect, read) timeouts for requests."""
+        return (self.options.connect_timeout, self.options.timeout)
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as messages and the sidecar show it (no credentials)."""
+        return redact(self.url)
+
+
+class Restart(Exception):
+    """Discard progress and start over (the remote changed, or cannot be ranged)."""
+
+    def __init__(self, reason: str, *, single_stream: bool = False) -> None:
+        super().__init__(reason)
+        self.single_stream = single_stream

@@ -1,0 +1,1 @@
+"""The HTTP seam: the only package that imports requests or urllib3."""

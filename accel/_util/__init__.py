@@ -1,0 +1,1 @@
+"""Pure helpers every layer may use: units, URLs, names, header semantics, checksums."""

@@ -17,8 +17,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Union
 
-import requests
-
 from accel import events as ev
 from accel._disk import state
 from accel._disk.complete import Completion
@@ -31,14 +29,18 @@ from accel._disk.storage import (
     prepare_directory,
 )
 from accel._engine.context import Context, Restart
-from accel._engine.plan import Segment, initial_plan
+from accel._engine.plan import initial_plan, resume_plan
 from accel._engine.probe import Probe, probe
+from accel._engine.scheduler import DEFAULT_READ_MARGIN
 from accel._engine.sources import mirror_sources
 from accel._engine.transfer import Transfer
-from accel._http.fetch import CHUNK, first_byte
-from accel._http.session import SessionPool, check_url, new_session, origin, redact
+from accel._http.base import Session
+from accel._http.fetch import first_byte
+from accel._http.session import SessionFactory, SessionPool, new_session
 from accel._util.names import output_path
+from accel._util.ranges import Segment
 from accel._util.remote import RemoteFile, http_date_to_timestamp
+from accel._util.urls import check_url, origin, redact
 from accel.exceptions import AccelError, CancelledError, RemoteChangedError, local_error
 from accel.future import DownloadFuture, Listener
 from accel.options import Options, resolve
@@ -47,8 +49,6 @@ log = logging.getLogger(__name__)
 
 #: How often the remote may change under one download before accel gives up.
 MAX_RESTARTS = 3
-
-SessionFactory = Callable[[], requests.Session]
 
 
 class _Again(Exception):
@@ -193,7 +193,7 @@ class Downloader(DownloadFuture):
         except Exception:
             log.exception("on_progress callback failed")
 
-    def _new_session(self) -> requests.Session:
+    def _new_session(self) -> Session:
         """A session configured for this download (one per worker thread).
 
         In a Manager, sessions are shared with its other downloads of the same settings and
@@ -207,7 +207,7 @@ class Downloader(DownloadFuture):
             return self._sessions.get(key, self._make_session)
         return self._make_session()
 
-    def _make_session(self) -> requests.Session:
+    def _make_session(self) -> Session:
         return new_session(
             headers=dict(self.options.headers),
             verify=self.options.verify,
@@ -283,7 +283,12 @@ class Downloader(DownloadFuture):
             segments: List[Segment] = []
             look = False
             if record is not None:
-                segments = record.resume_plan(self.options.most_connections, self.options.min_split)
+                segments = resume_plan(
+                    record.size,
+                    record.trusted_segments(state.boot_id()),
+                    self.options.most_connections,
+                    self.options.min_split,
+                )
                 pending = [s for s in segments if not s.done]
                 start, end = (pending[0].start, pending[0].end) if pending else (record.size, None)
                 known = record.validators
@@ -292,7 +297,7 @@ class Downloader(DownloadFuture):
                 # A bounded first range: it tells the size and starts the first segment
                 # without making the server push more than the first segment needs. A file
                 # already there is complete or in the way: learn which with no body sent.
-                end = max(self.options.min_split, CHUNK) - 1
+                end = max(self.options.min_split, DEFAULT_READ_MARGIN) - 1
                 look = not self.options.force and os.path.lexists(dest)
                 ctx = self._context()
                 first = stack.enter_context(
@@ -446,4 +451,4 @@ def completion_of(download: Downloader) -> Completion:
     return download._completion
 
 
-__all__ = ["CHUNK", "Downloader", "check_url", "redact"]
+__all__ = ["Downloader"]

@@ -35,9 +35,9 @@ from typing import (
 )
 
 from accel import events as ev
-from accel._http.session import SessionPool
+from accel._http.session import SessionFactory, SessionPool
 from accel._util.meter import RateMeter
-from accel.downloader import Downloader, SessionFactory
+from accel.downloader import Downloader
 from accel.exceptions import UsageError
 from accel.limits import HostSlots
 from accel.options import Options, resolve

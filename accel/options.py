@@ -7,9 +7,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
-from accel._engine import autoscale
-from accel._engine.plan import DEFAULT_MIN_SEGMENT
 from accel._util.checksum import parse_checksum
+from accel._util.ranges import DEFAULT_MIN_SEGMENT
 from accel._util.units import to_bytes
 from accel._util.urls import check_url
 from accel.exceptions import UsageError
@@ -19,6 +18,10 @@ from accel.retry import RetryPolicy
 MAX_CONNECTIONS = 64
 #: ``connections=AUTO``: the count follows the throughput (:mod:`accel._engine.autoscale`).
 AUTO = "auto"
+#: Connections an ``auto`` download starts with.
+AUTO_START = 4
+#: The most connections ``auto`` uses unless told otherwise (``max_connections``).
+AUTO_CAP = 16
 #: Headers accel manages itself; a caller may not set them.
 RESERVED_HEADERS = frozenset({"range", "if-range", "accept-encoding", "host", "content-length"})
 
@@ -35,7 +38,7 @@ class Options:
     #: the total rate (up to ``max_connections``; see :mod:`accel._engine.autoscale`).
     connections: Union[int, str] = 8
     #: The most connections ``connections="auto"`` uses (ignored otherwise).
-    max_connections: int = autoscale.DEFAULT_CAP
+    max_connections: int = AUTO_CAP
     headers: Union[Tuple[Tuple[str, str], ...], Mapping[str, str]] = ()
     timeout: float = 30.0
     connect_timeout: float = 15.0
@@ -129,7 +132,7 @@ class Options:
     @property
     def initial_connections(self) -> int:
         """The connections a download starts with."""
-        return min(autoscale.START, self.max_connections) if self.auto else int(self.connections)
+        return min(AUTO_START, self.max_connections) if self.auto else int(self.connections)
 
 
 #: Settings accepted beside the fields of :class:`Options`.

@@ -16,10 +16,10 @@ import accel
 from accel._engine.autoscale import (
     INTERVAL,
     RETRY_AFTER,
-    START,
     THROTTLE_HOLD,
     Autoscaler,
 )
+from accel.options import AUTO_START
 from tests.helpers import sha256, wait_until
 from tests.server import FaultServer, make_data
 
@@ -66,7 +66,7 @@ def bottleneck(total: float, single: float) -> Callable[[int], float]:
 
 
 def test_starts_with_a_few_connections() -> None:
-    assert Autoscaler(clock=Clock()).target == START == 4
+    assert Autoscaler(clock=Clock()).target == AUTO_START == 4
     assert Autoscaler(2, clock=Clock()).target == 2
 
 
@@ -144,7 +144,7 @@ def test_a_429_takes_one_away_and_holds() -> None:
     sim = Sim(per_connection(MiB))
     sim.run(1.5)
     before = sim.scaler.target
-    assert before > START
+    assert before > AUTO_START
     sim.run(1.0, throttled_at=sim.clock.now + TICK)
     assert sim.scaler.target == before - 1
     sim.run(THROTTLE_HOLD - 2.0)
@@ -166,7 +166,7 @@ def test_no_data_is_no_reason_to_grow() -> None:
     # A stalled server (or one between retries): nothing arrives, the count stays.
     sim = Sim(lambda n: 0.0)
     sim.run(3.0)
-    assert max(sim.counts) <= 2 * START and sim.scaler.target == START
+    assert max(sim.counts) <= 2 * AUTO_START and sim.scaler.target == AUTO_START
 
 
 def test_judged_only_after_the_step_settles() -> None:
@@ -176,9 +176,9 @@ def test_judged_only_after_the_step_settles() -> None:
     for _ in range(int(INTERVAL / TICK) - 1):
         clock.now += TICK
         written += MiB
-        assert scaler.update(written) == START  # the first step is still running
+        assert scaler.update(written) == AUTO_START  # the first step is still running
     clock.now += 2 * TICK
-    assert scaler.update(written + 2 * MiB) == 2 * START
+    assert scaler.update(written + 2 * MiB) == 2 * AUTO_START
 
 
 @pytest.mark.parametrize(("cap", "start", "settle"), [(0, 4, 0.1), (4, 0, 0.1), (4, 4, 1.0)])
@@ -229,8 +229,8 @@ def test_auto_adds_connections_on_a_per_connection_throttle(
     assert dl.result() == tmp_path / "t.bin"
     assert sha256(tmp_path / "t.bin") == sha256(data)
     assert snaps and all(s.auto for s in snaps)
-    assert START < max(s.connections for s in snaps) <= 16, [s.connections for s in snaps]
-    assert peak_overlap(server, "/t.bin") > START  # the server saw them too
+    assert AUTO_START < max(s.connections for s in snaps) <= 16, [s.connections for s in snaps]
+    assert peak_overlap(server, "/t.bin") > AUTO_START  # the server saw them too
 
 
 def test_max_connections_caps_auto(server: FaultServer, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 import accel
 from accel import Options, RetryPolicy
+from accel._engine.scheduler import DEFAULT_READ_MARGIN
 from tests.helpers import (
     SPLIT,
     KiB,
@@ -582,7 +583,7 @@ def test_work_stealing_writes_nothing_twice(server: FaultServer, tmp_path: Path)
     total_sent = sum(r.body_bytes_sent for r in ranged)
     assert total_sent == server.bytes_sent_for("/steal")
     conns = len({r.connection_id for r in ranged})
-    assert size <= total_sent <= size + conns * accel.downloader.CHUNK, (total_sent, conns)
+    assert size <= total_sent <= size + conns * DEFAULT_READ_MARGIN, (total_sent, conns)
 
 
 @pytest.mark.parametrize("hedge_after", [1.0, None])

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
-from accel._engine.plan import ALIGN, KiB, MiB, Segment, check_tiling, fresh_plan
+from accel._engine.plan import fresh_plan
 from accel._engine.scheduler import (
     DEFAULT_READ_MARGIN,
     JUDGE_AFTER,
@@ -24,6 +24,7 @@ from accel._engine.scheduler import (
 )
 from accel._engine.sources import Source, SourcePool
 from accel._engine.stragglers import JUDGE_FIRST, MAX_RESTARTS, min_piece
+from accel._util.ranges import ALIGN, KiB, MiB, Segment, check_tiling
 from accel._util.remote import Validators
 from accel.limits import HostSlots, SlotLease
 

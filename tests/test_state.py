@@ -21,9 +21,8 @@ from accel._disk.state import (
     remove,
     save,
     sidecar_path,
-    snapshot,
+    with_synced,
 )
-from accel._engine.plan import Segment
 from accel.exceptions import LocalFileError
 
 SIZE = 1000
@@ -322,7 +321,7 @@ def test_remove(paths: Tuple[Path, Path]) -> None:
     remove(side)  # absent: no error
 
 
-# --- trusted_segments / snapshot / boot_id ----------------------------------------------
+# --- trusted_segments / with_synced / boot_id ----------------------------------------------
 
 
 def _rows(segs: list) -> list:
@@ -346,11 +345,10 @@ def test_trusted_segments_record_without_boot_uses_synced() -> None:
     assert _rows(rec.trusted_segments("boot-a")) == [(0, 399, 100), (400, 799, 0), (800, 999, 0)]
 
 
-def test_snapshot_caps_synced_at_written() -> None:
-    segs = [Segment(100, 199, 50), Segment(0, 99, 100)]
-    rows = snapshot(segs, {0: 60, 100: 80})
-    assert rows == [(0, 99, 100, 60), (100, 199, 50, 50)]
-    assert snapshot(segs, {}) == [(0, 99, 100, 0), (100, 199, 50, 0)]
+def test_with_synced_caps_synced_at_written() -> None:
+    rows = [(0, 99, 100), (100, 199, 50)]
+    assert with_synced(rows, {0: 60, 100: 80}) == [(0, 99, 100, 60), (100, 199, 50, 50)]
+    assert with_synced(rows, {}) == [(0, 99, 100, 0), (100, 199, 50, 0)]
 
 
 @pytest.mark.skipif(

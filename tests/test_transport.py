@@ -9,7 +9,8 @@ from typing import List
 import pytest
 
 import accel
-from accel._http.session import RetryPolicy, new_session, origin, urllib3_retry
+from accel._http.session import RetryPolicy, new_session, urllib3_retry
+from accel._util.urls import origin
 from tests.server import FaultServer, make_data
 
 # --- RetryPolicy ------------------------------------------------------------------------

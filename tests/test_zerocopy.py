@@ -20,7 +20,7 @@ import requests
 import accel
 from accel import Options
 from accel._http import zerocopy
-from accel._http.fetch import ReadBuffer
+from accel._http.body import ReadBuffer
 from accel.exceptions import InsufficientSpaceError
 from tests.helpers import fast_retry, gets, sha256, tmpfs
 from tests.server import FaultServer, make_data

@@ -15,7 +15,6 @@ from typing import Callable, Dict, List, Optional
 
 from accel._disk import state
 from accel._disk.storage import PartFile
-from accel._engine.scheduler import Row
 from accel._util.remote import RemoteFile
 from accel.exceptions import AccelError
 
@@ -31,7 +30,7 @@ class Committer:
         part: PartFile,
         url: str,
         remote: RemoteFile,
-        rows: Callable[[], List[Row]],
+        rows: Callable[[], List[state.Row]],
         on_error: Callable[[BaseException], None],
     ) -> None:
         self.side = side
@@ -80,7 +79,7 @@ class Committer:
         state.save(self.side, record)
         self.saved = True
 
-    def _mark_synced(self, rows: List[Row]) -> None:
+    def _mark_synced(self, rows: List[state.Row]) -> None:
         with self._lock:
             for s, _, w in rows:
                 self.synced[s] = max(self.synced.get(s, 0), w)

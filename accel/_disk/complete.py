@@ -15,9 +15,9 @@ from typing import Dict, Optional, Tuple
 
 from accel._disk import state
 from accel._disk.storage import has_holes
-from accel._http.session import redact
 from accel._util.checksum import file_digest, matches
 from accel._util.remote import RemoteFile, http_date_to_timestamp
+from accel._util.urls import redact
 from accel.exceptions import LocalFileError, OutputExistsError, VerificationError
 
 log = logging.getLogger(__name__)

@@ -28,10 +28,10 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from accel._disk.storage import data_until, fsync_dir
-from accel._engine.plan import Segment, check_tiling, resume_plan
+from accel._util.ranges import Segment, check_tiling
 from accel._util.remote import Validators
 from accel.exceptions import LocalFileError, local_error
 
@@ -41,6 +41,8 @@ FORMAT = "accel-sidecar"
 VERSION = 1
 _BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 _MAX_INT = 2**63 - 1
+#: A live segment as the sidecar records it: (start, end, bytes written).
+Row = Tuple[int, int, int]
 
 
 class InvalidState(Exception):
@@ -68,11 +70,6 @@ class Record:
     def validators(self) -> Validators:
         """What the server said of the file when this was recorded."""
         return Validators(self.size, self.etag, self.last_modified)
-
-    def resume_plan(self, connections: int, min_split: int) -> List[Segment]:
-        """The segments of a new run that continues this one (see :func:`planner.resume_plan`)."""
-        segments = self.trusted_segments(boot_id())
-        return resume_plan(self.size, segments, connections, min_split)
 
 
 def complete_record(url: str, size: int, validators: Validators, *, synced: bool) -> Record:
@@ -300,21 +297,6 @@ def remove(path: Path) -> None:
             raise local_error(exc, f"cannot remove {p}") from exc
 
 
-def snapshot(
-    segments: Sequence[Segment],
-    synced: Dict[int, int],
-    written: Callable[[Segment], int] = lambda seg: seg.written,
-) -> List[Tuple[int, int, int, int]]:
-    """Rows for :class:`Record` from live segments and a map start -> synced count.
-
-    ``written`` tells a segment's written count (default: its own).
-    """
-    ordered = sorted(segments, key=lambda s: s.start)
-    return with_synced(((s.start, s.end, written(s)) for s in ordered), synced)
-
-
-def with_synced(
-    rows: Iterable[Tuple[int, int, int]], synced: Dict[int, int]
-) -> List[Tuple[int, int, int, int]]:
+def with_synced(rows: Iterable[Row], synced: Dict[int, int]) -> List[Tuple[int, int, int, int]]:
     """(start, end, written) rows with their synced counts (never above written)."""
     return [(s, e, w, min(w, synced.get(s, 0))) for s, e, w in rows]

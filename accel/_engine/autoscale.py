@@ -3,7 +3,7 @@
 :class:`Autoscaler` is fed the bytes written so far (and whether the server just answered
 429/503) and answers the number of connections to run. It works in steps of ``interval``
 seconds; the rate of a step is measured after ``settle`` seconds, once the connections it
-added are under way. It starts with :data:`START` connections and, like TCP's slow start,
+added are under way. It starts with :data:`AUTO_START` connections and, like TCP's slow start,
 doubles them each step (4, 8, 16) while each addition pays: the total
 rate must grow by at least :data:`EFFICIENCY` of what the added connections would bring if
 every connection were as fast as the others (a per-connection throttle), and at least by
@@ -19,12 +19,10 @@ import logging
 import time
 from typing import Callable, Optional, Tuple
 
+from accel.options import AUTO_CAP, AUTO_START
+
 log = logging.getLogger(__name__)
 
-#: Connections a download starts with.
-START = 4
-#: The most connections ``auto`` uses unless told otherwise (``max_connections``).
-DEFAULT_CAP = 16
 #: Seconds per step: how long each count runs before it is judged.
 INTERVAL = 0.4
 #: Seconds after a change before the step's rate is measured (new requests get going).
@@ -44,9 +42,9 @@ class Autoscaler:
 
     def __init__(
         self,
-        cap: int = DEFAULT_CAP,
+        cap: int = AUTO_CAP,
         *,
-        start: int = START,
+        start: int = AUTO_START,
         interval: float = INTERVAL,
         settle: float = SETTLE,
         clock: Callable[[], float] = time.monotonic,

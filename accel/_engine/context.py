@@ -11,10 +11,9 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Tuple
 
-import requests
-
 from accel import events as ev
-from accel._http.session import redact
+from accel._http.base import Session
+from accel._util.urls import redact
 from accel.options import Options
 
 
@@ -24,7 +23,7 @@ class Context:
 
     url: str
     options: Options
-    new_session: Callable[[], requests.Session]
+    new_session: Callable[[], Session]
     cancel: threading.Event
     emit: Callable[[ev.Event], None]
     report: Callable[[int], None]

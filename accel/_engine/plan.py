@@ -8,79 +8,18 @@ of one segment into two.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional
 
-KiB = 1024
-MiB = 1024 * KiB
+from accel._util.ranges import (
+    ALIGN,
+    DEFAULT_MIN_SEGMENT,
+    Range,
+    Segment,
+    check_tiling,
+)
 
-#: Smallest segment the planner creates up front (a 10 KiB file gets one connection).
-DEFAULT_MIN_SEGMENT = 1 * MiB
-#: Split points are rounded to this, so writes stay page aligned.
-ALIGN = 64 * KiB
 #: The end of a stream of unknown length (read until the server ends it).
 _UNKNOWN_END = 2**63 - 2
-
-
-@dataclass(frozen=True)
-class Range:
-    """An inclusive byte range ``[start, end]``."""
-
-    start: int
-    end: int
-
-    @property
-    def length(self) -> int:
-        """Number of bytes in the range."""
-        return self.end - self.start + 1
-
-    def header(self) -> str:
-        """The value of an HTTP ``Range`` header asking for this range."""
-        return f"bytes={self.start}-{self.end}"
-
-
-class Segment:
-    """A range being downloaded; ``written`` counts its leading bytes already on disk.
-
-    ``end`` only ever shrinks (when another worker steals the tail) and ``written`` only
-    grows. A single attribute read is atomic, so a worker may read ``end`` without a lock;
-    changes to ``end`` happen under the scheduler's lock, at least one read ahead of the
-    owner's position (see :func:`steal_point`).
-    """
-
-    __slots__ = ("end", "start", "written")
-
-    def __init__(self, start: int, end: int, written: int = 0) -> None:
-        self.start = start
-        self.end = end
-        self.written = written
-
-    @property
-    def pos(self) -> int:
-        """Offset of the next byte to fetch."""
-        return self.start + self.written
-
-    @property
-    def length(self) -> int:
-        """Number of bytes the segment spans."""
-        return self.end - self.start + 1
-
-    @property
-    def remaining(self) -> int:
-        """Bytes still to fetch."""
-        return max(0, self.end + 1 - self.pos)
-
-    @property
-    def done(self) -> bool:
-        """True when every byte of the segment is written."""
-        return self.pos > self.end
-
-    def as_range(self) -> Range:
-        """The whole span as a :class:`Range`."""
-        return Range(self.start, self.end)
-
-    def __repr__(self) -> str:
-        return f"Segment({self.start}, {self.end}, written={self.written})"
 
 
 def plan(size: int, connections: int, min_segment: int = DEFAULT_MIN_SEGMENT) -> List[Range]:
@@ -104,17 +43,6 @@ def plan(size: int, connections: int, min_segment: int = DEFAULT_MIN_SEGMENT) ->
 
 def _align(offset: int) -> int:
     return offset - offset % ALIGN if offset > ALIGN else offset
-
-
-def check_tiling(size: int, ranges: Sequence[Tuple[int, int]]) -> None:
-    """Raise ValueError unless ``ranges`` (inclusive, sorted) tile ``[0, size)`` exactly."""
-    expected = 0
-    for start, end in ranges:
-        if start != expected or end < start:
-            raise ValueError(f"ranges do not tile [0, {size}): {start}-{end} after {expected}")
-        expected = end + 1
-    if expected != size:
-        raise ValueError(f"ranges cover [0, {expected}) instead of [0, {size})")
 
 
 def missing(segments: Iterable[Segment]) -> List[Range]:

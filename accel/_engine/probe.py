@@ -17,10 +17,9 @@ import threading
 import weakref
 from typing import Optional, Tuple
 
-import requests
-
 from accel._engine.context import Context, Restart
 from accel._engine.sources import slot_key
+from accel._http.base import Response, Session
 from accel._http.fetch import Unreachable, get, raise_for_status, range_headers
 from accel._util.remote import (
     BadResponse,
@@ -60,8 +59,8 @@ class Probe:
     def __init__(
         self,
         remote: RemoteFile,
-        response: Optional[requests.Response],
-        session: requests.Session,
+        response: Optional[Response],
+        session: Session,
         lease: Optional[SlotLease],
     ) -> None:
         self.remote = remote
@@ -70,7 +69,7 @@ class Probe:
         self.lease = lease
         self._owned = True
 
-    def take(self) -> Tuple[Optional[requests.Response], requests.Session, Optional[SlotLease]]:
+    def take(self) -> Tuple[Optional[Response], Session, Optional[SlotLease]]:
         """Hand the response, session and slot over to the caller, who closes them."""
         if not self._owned:
             raise RuntimeError("the probe was already taken or closed")
@@ -154,7 +153,7 @@ def probe(
         raise
 
 
-def _ask_head(ctx: Context, session: requests.Session) -> RemoteFile:
+def _ask_head(ctx: Context, session: Session) -> RemoteFile:
     """The remote file's size and validators without its body.
 
     HEAD first; a server that refuses it (405, or a signed URL valid for GET only) or gives
@@ -180,13 +179,13 @@ def _ask_head(ctx: Context, session: requests.Session) -> RemoteFile:
 
 def _ask(
     ctx: Context,
-    session: requests.Session,
+    session: Session,
     start: int,
     end: Optional[int],
     known: Optional[Validators],
     *,
     plain: bool,
-) -> Tuple[RemoteFile, Optional[requests.Response]]:
+) -> Tuple[RemoteFile, Optional[Response]]:
     """One try of the first request."""
     headers = {} if plain else range_headers(start, end, known)
     resp = get(session, ctx.url, headers, ctx.timeouts)

@@ -28,14 +28,15 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from accel._disk.state import Row
 from accel._engine import stragglers as policy
-from accel._engine.plan import ALIGN, Segment
 from accel._engine.sources import Source, SourcePool
 from accel._engine.stragglers import JUDGE_AFTER as JUDGE_AFTER
 from accel._engine.stragglers import (
     MIN_STEAL_ETA as MIN_STEAL_ETA,  # re-exported: the policy's constants
 )
 from accel._engine.stragglers import STALL_AFTER as STALL_AFTER
+from accel._util.ranges import ALIGN, Segment
 from accel.limits import SlotLease
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,6 @@ log = logging.getLogger(__name__)
 THROTTLE_PERIOD = 30.0
 #: The read size assumed for a worker whose buffer is not known yet (no read is larger).
 DEFAULT_READ_MARGIN = 1024 * 1024
-
-Row = Tuple[int, int, int]
 
 
 class Claim:

@@ -13,7 +13,6 @@ import logging
 import threading
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from accel._http.session import origin, redact
 from accel._util.remote import (
     RangesUnsupported,
     RemoteChanged,
@@ -22,6 +21,7 @@ from accel._util.remote import (
     Validators,
     is_strong,
 )
+from accel._util.urls import origin, redact
 from accel.exceptions import HTTPError, NetworkError, VerificationError
 from accel.limits import HostSlots, SlotLease
 

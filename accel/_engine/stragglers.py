@@ -17,7 +17,8 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any, Deque, Iterable, List, Optional, Tuple
 
-from accel._engine.plan import ALIGN, MiB, Segment, steal_point
+from accel._engine.plan import steal_point
+from accel._util.ranges import ALIGN, MiB, Segment
 from accel._util.units import human_rate
 
 if TYPE_CHECKING:

@@ -17,20 +17,19 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-import requests
-
 from accel import events as ev
 from accel._disk.committer import Committer
 from accel._disk.storage import PartFile
 from accel._engine.autoscale import Autoscaler
 from accel._engine.context import Context, Restart
-from accel._engine.plan import Segment
 from accel._engine.scheduler import Claim, Scheduler
 from accel._engine.sources import Source, SourcePool
 from accel._engine.watchdog import SpeedFloor
 from accel._engine.worker import TICK, Message, Worker
+from accel._http.base import Response, Session
 from accel._http.fetch import interrupt, response_end, response_start
 from accel._util.meter import RateMeter
+from accel._util.ranges import Segment
 from accel._util.remote import RangesUnsupported, RemoteChanged, RemoteFile
 from accel.exceptions import AccelError, CancelledError
 from accel.limits import SlotLease
@@ -102,8 +101,8 @@ class Transfer:
 
     def run(
         self,
-        first: Optional[requests.Response],
-        session: requests.Session,
+        first: Optional[Response],
+        session: Session,
         lease: Optional[SlotLease],
     ) -> int:
         """Fetch every segment; return the final size. Raises on failure or cancel.
@@ -156,14 +155,14 @@ class Transfer:
             raise AccelError(f"internal error: {error!r}") from error
         return self.scheduler.final_size()
 
-    def _one_connection(self, first: requests.Response, claim: Claim) -> bool:
+    def _one_connection(self, first: Response, claim: Claim) -> bool:
         """Whether the probe's response is all this transfer needs."""
         if not self.ranged:
             return True
         return not self.scheduler.has_work() and _covers_all(first, claim)
 
     def _run_inline(
-        self, claim: Claim, first: requests.Response, session: requests.Session
+        self, claim: Claim, first: Response, session: Session
     ) -> Optional[BaseException]:
         """Fetch with one worker on this thread; ``_tick`` does the run loop's chores.
 
@@ -225,8 +224,8 @@ class Transfer:
     def _start_workers(
         self,
         claim: Optional[Claim],
-        first: Optional[requests.Response],
-        session: requests.Session,
+        first: Optional[Response],
+        session: Session,
     ) -> None:
         # Spare workers steal from the others.
         count = self._target if self.scheduler.has_work() or claim is not None else 0
@@ -375,7 +374,7 @@ class Transfer:
         return ev.Progress(written, total, rate, eta, live, cells, auto=self.autoscaler is not None)
 
 
-def _covers_all(resp: requests.Response, claim: Claim) -> bool:
+def _covers_all(resp: Response, claim: Claim) -> bool:
     """Whether ``resp`` brings the whole of ``claim``'s segment, the only one missing."""
     end = response_end(resp)
     return end is not None and end >= claim.seg.end

@@ -12,15 +12,15 @@ import queue
 import threading
 from typing import Any, Callable, Optional, Tuple
 
-import requests
-
 from accel import events as ev
 from accel._engine.context import Context
 from accel._engine.scheduler import Claim, Scheduler
 from accel._engine.sources import SourcePool
+from accel._engine.stream import stream
+from accel._http.base import Response, Session
+from accel._http.body import ReadBuffer
 from accel._http.fetch import (
     REFRESH_STATUSES,
-    ReadBuffer,
     finish,
     first_byte,
     get,
@@ -28,9 +28,7 @@ from accel._http.fetch import (
     raise_for_status,
     request_range,
     response_end,
-    stream,
 )
-from accel._http.session import redact
 from accel._util.remote import (
     BadResponse,
     RemoteChanged,
@@ -39,6 +37,7 @@ from accel._util.remote import (
     TotalMismatch,
     content_length,
 )
+from accel._util.urls import redact
 from accel.exceptions import FileTooLargeError, HTTPError, NetworkError
 from accel.limits import RateLimiter
 from accel.retry import RetryState
@@ -81,8 +80,8 @@ class Worker:
 
     def run(
         self,
-        first: Optional[Tuple[Claim, requests.Response]] = None,
-        session: Optional[requests.Session] = None,
+        first: Optional[Tuple[Claim, Response]] = None,
+        session: Optional[Session] = None,
         keep: Optional[Callable[[], bool]] = None,
     ) -> None:
         """Work until every byte is written or the transfer stops (the thread's target).
@@ -130,9 +129,9 @@ class Worker:
 
     def _run_claim(
         self,
-        session: requests.Session,
+        session: Session,
         claim: Claim,
-        resp: Optional[requests.Response],
+        resp: Optional[Response],
         buffer: ReadBuffer,
     ) -> None:
         retry = RetryState(self.ctx.options.retry)
@@ -233,7 +232,7 @@ class Worker:
         claim.source, claim.lease = got
         return True
 
-    def _request(self, session: requests.Session, claim: Claim) -> requests.Response:
+    def _request(self, session: Session, claim: Claim) -> Response:
         source = claim.source
         assert source is not None
         timeouts = self.ctx.timeouts

@@ -11,19 +11,15 @@ from __future__ import annotations
 import http.client
 import logging
 import socket
-import threading
-import time
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple, cast
 
 import requests
 import urllib3
 
-from accel._disk.storage import pwrite_all
-from accel._engine.scheduler import DEFAULT_READ_MARGIN, Claim
 from accel._http import zerocopy
-from accel._http.session import RETRY_STATUSES, redact
+from accel._http.base import Response, Session
+from accel._http.session import RETRY_STATUSES
 from accel._util.remote import (
-    BadResponse,
     RangesUnsupported,
     RemoteChanged,
     Retryable,
@@ -33,21 +29,14 @@ from accel._util.remote import (
     parse_retry_after,
     validators_of,
 )
+from accel._util.urls import redact
 from accel.exceptions import HTTPError, NetworkError, UsageError
-from accel.limits import RateLimiter
 
 log = logging.getLogger(__name__)
 
 #: (connect, read) timeouts in seconds.
 Timeouts = Tuple[float, float]
 
-#: The size of the first request's range: the steal margin assumed for a worker whose read
-#: size is not known yet (no read is ever larger).
-CHUNK = DEFAULT_READ_MARGIN
-#: Largest read a worker's buffer grows to. Measured on loopback (1 GiB, 8 connections):
-#: 1 MiB buffers (8 MiB in all) fall out of the CPU caches between recv and pwrite, and the
-#: copy into the page cache sometimes doubles the run time; 192 KiB buffers stay warm.
-READ_MAX = 192 * 1024
 #: Statuses that may mean an expired signed URL: the original URL is resolved again once.
 REFRESH_STATUSES = frozenset({401, 403, 404, 410})
 
@@ -57,10 +46,12 @@ _REQUEST_ERRORS = (
     http.client.HTTPException,
     OSError,
 )
-_NETWORK_ERRORS = (*_REQUEST_ERRORS, ValueError)  # reads: http.client on a closed response
+#: What a read of a body may raise when its connection fails (http.client raises ValueError
+#: on a response closed under it).
+NETWORK_ERRORS = (*_REQUEST_ERRORS, ValueError)
 
 
-def interrupt(resp: Optional[requests.Response]) -> None:
+def interrupt(resp: Optional[Response]) -> None:
     """Shut the socket of ``resp`` down, waking a read blocked on it (any thread)."""
     sock = zerocopy.socket_of(resp)
     if sock is not None:
@@ -71,14 +62,14 @@ def interrupt(resp: Optional[requests.Response]) -> None:
 
 
 def request_range(
-    session: requests.Session,
+    session: Session,
     url: str,
     start: int,
     end: Optional[int],
     validators: Optional[Validators],
     *,
     timeout: Timeouts,
-) -> requests.Response:
+) -> Response:
     """GET ``bytes=start-end`` (``end`` None: to the end) and validate the answer.
 
     Returns a streaming 206 response that passed :func:`check_partial`. Raises
@@ -118,7 +109,7 @@ def range_headers(
 
 
 def first_byte(
-    session: requests.Session, url: str, validators: Optional[Validators], timeout: Timeouts
+    session: Session, url: str, validators: Optional[Validators], timeout: Timeouts
 ) -> Tuple[str, int, Validators]:
     """GET byte 0 of ``url`` to check it: (final URL, complete length, validators seen).
 
@@ -134,12 +125,12 @@ def first_byte(
 
 
 def get(
-    session: requests.Session,
+    session: Session,
     url: str,
     headers: Mapping[str, str],
     timeout: Timeouts,
     method: str = "GET",
-) -> requests.Response:
+) -> Response:
     """A streaming GET (or ``method``); transient failures (refused, reset, timeouts) become
     :class:`Retryable`.
 
@@ -147,16 +138,17 @@ def get(
     and a header requests refuses to send (:class:`UsageError`).
     """
     try:
-        return session.request(
+        resp: requests.Response = cast(requests.Session, session).request(
             method, url, headers=headers, stream=True, timeout=timeout, allow_redirects=True
         )
+        return resp
     except requests.exceptions.SSLError as exc:
-        raise NetworkError(f"TLS failure with {_host(url)}: {_reason(exc)}") from exc
+        raise NetworkError(f"TLS failure with {_host(url)}: {reason(exc)}") from exc
     except (requests.exceptions.ConnectTimeout, requests.exceptions.ConnectionError) as exc:
         unreachable = _unreachable(exc)
         if unreachable is not None:
             raise unreachable from exc
-        raise Retryable(f"cannot connect to {_host(url)}: {_reason(exc)}") from exc
+        raise Retryable(f"cannot connect to {_host(url)}: {reason(exc)}") from exc
     except requests.exceptions.TooManyRedirects as exc:
         raise HTTPError(f"too many redirects for {redact(url)}", url=redact(url)) from exc
     except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as exc:
@@ -164,10 +156,10 @@ def get(
     except requests.exceptions.InvalidHeader as exc:
         raise UsageError(f"invalid header: {exc}") from exc
     except _REQUEST_ERRORS as exc:
-        raise Retryable(f"request failed: {_reason(exc)}") from exc
+        raise Retryable(f"request failed: {reason(exc)}") from exc
 
 
-def raise_for_status(resp: requests.Response) -> None:
+def raise_for_status(resp: Response) -> None:
     """Raise :class:`HTTPError` for an error status, :class:`Retryable` for 429 and 5xx.
 
     A retryable status carries the server's ``Retry-After`` (capped at a minute).
@@ -175,7 +167,7 @@ def raise_for_status(resp: requests.Response) -> None:
     status = resp.status_code
     if status < 400:
         return
-    reason = f"HTTP {status} {resp.reason or ''}".strip()
+    reason = f"HTTP {status} {cast(requests.Response, resp).reason or ''}".strip()
     url = redact(resp.url)
     if status in RETRY_STATUSES:
         # Uncapped here: RetryPolicy.delay applies the policy's retry_after_cap.
@@ -184,138 +176,7 @@ def raise_for_status(resp: requests.Response) -> None:
     raise HTTPError(f"{reason} from {url}", status=status, url=url)
 
 
-class ReadBuffer:
-    """One worker's reusable read buffer, sized to the connection's speed.
-
-    Reads fill the buffer completely (no allocation per read), so the size adapts: it
-    doubles while reads complete quickly and halves when one takes long, keeping each
-    read near a tenth of a second (progress, watchdog and cancel stay responsive on slow
-    links; fast links get large reads and few system calls). The memory is taken on first
-    use: a worker whose bodies are spliced (:mod:`accel._http.zerocopy`) uses its ``pipe`` instead.
-    """
-
-    MIN = 16 * 1024
-    FAST, SLOW = 0.02, 0.15
-
-    def __init__(self, cap: int = READ_MAX) -> None:
-        self.cap = max(1, cap)  # the most one read may bring (steal margin, rate limit)
-        self.limit = min(self.cap, READ_MAX)
-        self.floor = min(self.MIN, self.limit)
-        self.size = self.floor  # grows within a few reads on a fast link
-        self.pipe: Optional[zerocopy.Pipe] = None
-        self._view: Optional[memoryview] = None
-
-    @property
-    def view(self) -> memoryview:
-        """The buffer's memory (allocated on first use)."""
-        if self._view is None:
-            self._view = memoryview(bytearray(self.limit))
-        return self._view
-
-    def close(self) -> None:
-        """Let go of the pipe now (the worker ended); the memory goes with the object."""
-        if self.pipe is not None:
-            self.pipe.close()
-            self.pipe = None
-
-    def use(self, limit: int) -> None:
-        """Let reads grow to ``limit`` (within the cap): READ_MAX or a pipe's size."""
-        self.limit = min(self.cap, limit)
-        self.size = min(self.size, self.limit)
-
-    def adapt(self, elapsed: float, filled: bool) -> None:
-        """Resize after a read that took ``elapsed`` seconds (``filled``: it got all it asked)."""
-        if filled and elapsed < self.FAST:
-            self.size = min(self.limit, self.size * 2)
-        elif elapsed > self.SLOW:
-            self.size = max(self.floor, self.size // 2)
-
-
-def stream(
-    resp: requests.Response,
-    fd: int,
-    task: Claim,
-    stop: threading.Event,
-    *,
-    resp_end: Optional[int] = None,
-    limiter: Optional[RateLimiter] = None,
-    tick: Optional[Callable[[], None]] = None,
-) -> bool:
-    """Copy the body of ``resp`` into ``fd`` from ``task.pos`` up to ``task.seg.end``.
-
-    Reads go into ``task.buffer`` (created on first use), or straight from the socket to the
-    file where :func:`accel._http.zerocopy.copier` can. ``resp_end`` is the last offset the
-    response covers when it may stop short of the segment's end. Returns True when the
-    segment's end was reached (or, for ``until_eof`` tasks, the body ended), False when told
-    to stop or when the response is used up. A body that ends early raises
-    :class:`Retryable`. ``limiter`` is charged for every read; ``tick`` is called after each.
-    """
-    if task.buffer is None:
-        task.buffer = ReadBuffer()
-    buffer = task.buffer
-    copy = zerocopy.copier(resp, fd, buffer)
-    if copy is not None:
-        assert buffer.pipe is not None
-        buffer.use(buffer.pipe.size)  # no user-space buffer: reads as large as the pipe
-    else:
-        buffer.use(READ_MAX)
-        copy = _read_copy(resp, fd, buffer)
-    seg = task.seg
-    pos = task.pos
-    clock = time.monotonic
-    while True:
-        end = seg.end  # may shrink while we run (work stealing); never below pos + a read
-        if pos > end:
-            return True
-        if resp_end is not None:
-            if pos > resp_end:
-                return False
-            end = min(end, resp_end)
-        if task.abort or stop.is_set():
-            return False
-        want = min(buffer.size, end + 1 - pos)
-        started = clock()
-        try:
-            n = copy(want, pos)
-        except _NETWORK_ERRORS as exc:
-            if task.abort or stop.is_set():
-                return False
-            raise Retryable(f"connection lost at byte {pos}: {_reason(exc)}") from exc
-        now = clock()
-        if not n:
-            if task.abort or stop.is_set():
-                return False
-            if task.until_eof:
-                return True
-            raise BadResponse(f"body ended early at byte {pos} of {seg.start}-{end}")
-        pos += n
-        task.pos = pos
-        task.last_progress = now
-        # Only now may the size change: a thief reads it as the bound of the read in flight.
-        buffer.adapt(now - started, n == want)
-        if limiter is not None:
-            limiter.consume(n, stop)
-        if tick is not None:
-            tick()
-
-
-def _read_copy(resp: requests.Response, fd: int, buffer: ReadBuffer) -> zerocopy.Copy:
-    """The ordinary :data:`~accel._http.zerocopy.Copy`: ``readinto`` the buffer, ``pwrite`` it."""
-    # http.client's response under urllib3: readinto() fills our buffer with no copies.
-    readinto = getattr(getattr(resp.raw, "_fp", None), "readinto", None)
-    if readinto is None:  # pragma: no cover - another transport
-        readinto = resp.raw.readinto
-    view = buffer.view
-
-    def copy(want: int, pos: int) -> int:
-        n: int = readinto(view[:want])
-        pwrite_all(fd, view[:n], pos)
-        return n
-
-    return copy
-
-
-def response_start(resp: requests.Response) -> int:
+def response_start(resp: Response) -> int:
     """The first offset a validated response brings (0 for a 200 stream; -1 if unknown)."""
     if resp.status_code == 200:
         return 0
@@ -323,7 +184,7 @@ def response_start(resp: requests.Response) -> int:
     return parsed[0] if parsed else -1
 
 
-def response_end(resp: requests.Response) -> Optional[int]:
+def response_end(resp: Response) -> Optional[int]:
     """The last offset a validated 206 covers (None for a 200 stream)."""
     if resp.status_code != 206:
         return None
@@ -331,9 +192,9 @@ def response_end(resp: requests.Response) -> Optional[int]:
     return parsed[1] if parsed else None
 
 
-def finish(resp: requests.Response) -> None:
+def finish(resp: Response) -> None:
     """Close ``resp``, keeping its connection for reuse when its body was read to the end."""
-    raw = resp.raw
+    raw = cast(requests.Response, resp).raw
     fp = getattr(raw, "_fp", None)
     if fp is not None and getattr(fp, "isclosed", lambda: False)():
         release = getattr(raw, "release_conn", None)
@@ -396,7 +257,7 @@ def _host(url: str) -> str:
     return urlsplit(url).netloc.rsplit("@", 1)[-1]
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     """The innermost readable reason of a requests/urllib3 error chain."""
     seen = set()
     cur: Optional[BaseException] = exc

@@ -18,11 +18,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-# Re-exported: the URL helpers lived here before accel._util.urls.
-from accel._util.urls import Origin as Origin
-from accel._util.urls import check_url as check_url
-from accel._util.urls import origin as origin
-from accel._util.urls import redact as redact
+from accel._http import base
+from accel._util.urls import Origin, origin, redact
 from accel.exceptions import InsecureRedirectError
 from accel.retry import RetryPolicy
 from accel.version import __version__
@@ -34,6 +31,17 @@ USER_AGENT = f"accel/{__version__}"
 SENSITIVE_HEADERS = ("Authorization", "Proxy-Authorization", "Cookie")
 #: Statuses worth another try (after a pause; 429/503 also mean "fewer connections").
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Makes a session for one worker thread (``session_factory=``): a requests session.
+SessionFactory = Callable[[], requests.Session]
+
+
+def silence_insecure_warnings() -> None:
+    """Stop urllib3's warning on every unverified HTTPS request (the caller said it once)."""
+    import warnings
+
+    from urllib3.exceptions import InsecureRequestWarning
+
+    warnings.filterwarnings("ignore", category=InsecureRequestWarning)
 
 
 def urllib3_retry(policy: RetryPolicy) -> Retry:
@@ -172,7 +180,7 @@ class SessionPool:
         self._serial = 0
         self._closed = False
 
-    def get(self, key: Hashable, make: Callable[[], requests.Session]) -> requests.Session:
+    def get(self, key: Hashable, make: Callable[[], base.Session]) -> base.Session:
         """An idle session for ``key``, or a new one from ``make()``."""
         with self._lock:
             found = next((k for k in reversed(self._idle) if k[0] == key), None)

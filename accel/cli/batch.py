@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, TextIO, Tuple, Union
 
-from accel._http.session import check_url
 from accel._util.names import name_from_url
 from accel._util.units import human_rate, human_size
+from accel._util.urls import check_url
 from accel.cli.exitcodes import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, exit_code_for
 from accel.cli.progress import Reporter, Screen, TotalBar
 from accel.downloader import Downloader

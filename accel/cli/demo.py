@@ -21,7 +21,7 @@ import urllib.parse
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, Optional, Sequence, TextIO, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from accel._util.units import human_rate, human_size
 from accel.downloader import Downloader
@@ -177,16 +177,23 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _timed(argv: Sequence[str]) -> Tuple[int, float]:
-    from accel.cli.main import main as cli_main  # the real command line, in this process
-
-    began = time.monotonic()
-    code = cli_main(list(argv))
-    return code, time.monotonic() - began
+#: The command line run in this process: ``command(argv)`` -> exit code.
+Command = Callable[[List[str]], int]
 
 
-def main(out: Optional[TextIO] = None, size: int = DEMO_SIZE, rate: float = DEMO_RATE) -> int:
-    """Run the demonstration; return an exit code (0: every step worked)."""
+def main(
+    command: Command,
+    out: Optional[TextIO] = None,
+    size: int = DEMO_SIZE,
+    rate: float = DEMO_RATE,
+) -> int:
+    """Run the demonstration with ``command`` (the real command line, in this process);
+    return an exit code (0: every step worked)."""
+
+    def _timed(argv: Sequence[str]) -> Tuple[int, float]:
+        began = time.monotonic()
+        code = command(list(argv))
+        return code, time.monotonic() - began
 
     stream = out or sys.stderr  # where accel's own lines go too, so they stay in order
 

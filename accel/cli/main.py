@@ -11,10 +11,8 @@ import argparse
 import logging
 import os
 import sys
-import warnings
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple, Union
 
-from accel._engine.autoscale import START as AUTO_START
 from accel._util.checksum import parse_checksum
 from accel._util.units import parse_size
 from accel.cli._startup import exit_quietly_on_signals, leave
@@ -35,7 +33,7 @@ from accel.cli.exitcodes import (  # noqa: F401 - the command line's exit codes,
 )
 from accel.exceptions import UsageError
 from accel.limits import parse_rate
-from accel.options import AUTO, MAX_CONNECTIONS, Options, speed_limit
+from accel.options import AUTO, AUTO_START, MAX_CONNECTIONS, Options, speed_limit
 from accel.version import __version__
 
 if TYPE_CHECKING:
@@ -331,7 +329,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.demo:
             from accel.cli.demo import main as demo
 
-            return demo()
+            return demo(main)
         # Only now the network stack: --help, --version and usage errors need none of it.
         from accel.cli.batch import JobList, Runner
 
@@ -345,9 +343,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.insecure:
         sys.stderr.write("accel: warning: TLS certificate verification is disabled (--insecure)\n")
         # Said once here; urllib3 would repeat it for every request.
-        from urllib3.exceptions import InsecureRequestWarning
+        from accel._http.session import silence_insecure_warnings
 
-        warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+        silence_insecure_warnings()
     try:
         manager = _manager(args)
     except UsageError as exc:

@@ -29,6 +29,7 @@ import platformdirs
 import pytest
 
 import accel
+from accel.cli import args as cli_args
 from accel.cli import main as cli
 from accel.cli.config import config_path
 from tests import helpers
@@ -197,7 +198,7 @@ def test_connections_out_of_range_is_usage_error(
 def test_connections_auto_and_max_connections_parse(
     argv: List[str], connections: object, cap: int
 ) -> None:
-    args = cli.build_parser().parse_args([*argv, "http://x/"])
+    args = cli_args.build_parser().parse_args([*argv, "http://x/"])
     assert (args.connections, args.max_connections) == (connections, cap)
 
 
@@ -999,7 +1000,7 @@ def test_help_lists_every_exit_code(tmp_path: Path) -> None:
 
 
 def test_help_epilog_in_parser() -> None:
-    epilog = cli.build_parser().epilog or ""
+    epilog = cli_args.build_parser().epilog or ""
     for code in (0, 1, 2, 3, 4, 5, 6, 130):
         assert re.search(rf"^\s+{code}\s+\w", epilog, re.MULTILINE), code
 

@@ -11,7 +11,7 @@ from typing import Any, Dict
 import pytest
 
 import accel
-import accel.cli.main
+import accel.cli.args
 from accel import Options
 from accel.limits import HostSlots, RateLimiter
 from accel.options import resolve
@@ -323,8 +323,8 @@ def test_shared_host_slots_stay_the_same_object() -> None:
 
 
 def test_cli_defaults_are_the_library_defaults() -> None:
-    assert accel.Options() == accel.cli.main.DEFAULTS
-    args = accel.cli.main.build_parser().parse_args(["http://x/"])
+    assert accel.Options() == accel.cli.args.DEFAULTS
+    args = accel.cli.args.build_parser().parse_args(["http://x/"])
     defaults = accel.Options()
     assert args.connections == defaults.connections
     assert args.max_connections == defaults.max_connections

@@ -18,6 +18,7 @@ from typing import Iterator, List
 import pytest
 
 import accel
+from accel.cli import args as cli_args
 from accel.cli import main as cli
 from tests.helpers import (
     KiB,
@@ -280,7 +281,7 @@ def test_command_line_knobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.delenv("ACCEL_CONFIG", raising=False)
 
     def options_of(*argv: str) -> accel.Options:
-        return cli._manager(cli.parse_args([*argv, "http://x.invalid/f"])).options
+        return cli._manager(cli_args.parse_args([*argv, "http://x.invalid/f"])).options
 
     default = options_of()
     assert (default.low_speed_limit, default.low_speed_time) == (1024, 60.0)
@@ -289,7 +290,7 @@ def test_command_line_knobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert options_of("--speed-limit", "500", "--speed-time", "2.5").low_speed_time == 2.5
     for bad in (["--speed-limit", "fast"], ["--speed-limit", "-1"], ["--speed-time", "0"]):
         with pytest.raises(accel.UsageError):
-            cli.parse_args([*bad, "http://x.invalid/f"])
+            cli_args.parse_args([*bad, "http://x.invalid/f"])
     config = tmp_path / "accel.conf"
     config.write_text("speed-limit = 0\nspeed-time = 5\n")
     monkeypatch.setenv("ACCEL_CONFIG", str(config))

@@ -377,10 +377,10 @@ def test_too_large_is_a_refusal_with_its_own_exit_code(
     assert code == 7
     assert "300.0 KiB" in err and "100.0 KiB" in err
     assert os.listdir(here) == ["xdg-empty"] or os.listdir(here) == []
-    from accel.cli import main as cli
+    from accel.cli import args as cli_args
 
     assert re.search(
-        r"^\s+7\s+refused: the remote file is larger than --max-filesize", cli.EPILOG, re.M
+        r"^\s+7\s+refused: the remote file is larger than --max-filesize", cli_args.EPILOG, re.M
     )
 
 

@@ -18,7 +18,8 @@ import signal
 import sys
 from typing import Any, List, NoReturn
 
-#: The exit codes for SIGINT and SIGTERM (as in :mod:`accel.cli.exitcodes`, not imported here).
+#: The exit codes for SIGINT and SIGTERM (defined here, before anything else is imported;
+#: :mod:`accel.cli.exitcodes` lists them with the others).
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Dict, Type
 
+from accel.cli._startup import EXIT_SIGINT as EXIT_SIGINT  # one definition, before any import
+from accel.cli._startup import EXIT_SIGTERM as EXIT_SIGTERM
 from accel.exceptions import (
     AccelError,
     CancelledError,
@@ -24,8 +26,6 @@ EXIT_VERIFY = 5
 EXIT_LOCAL = 6
 #: The remote file is larger than --max-filesize: refused before anything is written.
 EXIT_TOO_LARGE = 7
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
 
 #: The one map from error class to exit code (the most specific class in the MRO wins).
 EXIT_CODES: Dict[Type[BaseException], int] = {

@@ -38,6 +38,8 @@ def _ran_rss(_result: ScenarioResult, records: Sequence[Record]) -> list[float]:
     return [r.rss for r in records if not math.isnan(r.wall) and not math.isnan(r.rss)]
 
 
+SAME = 0.02  # a change below 2 % is 'same'
+
 METRICS: dict[str, list[Metric]] = {
     "download": [("wall s", _attr("wall")), ("CPU s", _attr("cpu")), ("RSS MiB", _attr("rss"))],
     "resume": [("re-fetched MiB", _refetched), ("resume wall s", _attr("wall"))],
@@ -47,26 +49,33 @@ METRICS: dict[str, list[Metric]] = {
 
 
 def change(before: Sequence[float], after: Sequence[float]) -> tuple[str, str]:
-    """(after/before as '0.85x', a verdict: better, worse, same, or ranges overlap)."""
+    """(after/before as '0.85x', a verdict): 'better' or 'worse', 'same' within ``SAME``, and
+    'not significant' when both sides have several runs whose ranges overlap."""
     old, new = median(before), median(after)
     if math.isnan(old) or math.isnan(new):
         return "n/a", "-"
     if old == 0:
         return ("1.00x", "same") if new == 0 else ("n/a", "worse")
     factor = new / old
-    verdict = "better" if factor < 1 else "worse" if factor > 1 else "same"
+    if abs(factor - 1) < SAME:
+        return f"{factor:.2f}x", "same"
     overlap = min(after) <= max(before) and min(before) <= max(after)
-    if verdict != "same" and overlap and len(before) > 1 and len(after) > 1:
-        verdict += " (ranges overlap)"
-    return f"{factor:.2f}x", verdict
+    if overlap and len(before) > 1 and len(after) > 1:
+        return f"{factor:.2f}x", "not significant (ranges overlap)"
+    return f"{factor:.2f}x", "better" if factor < 1 else "worse"
 
 
 def _differences(old: Results, new: Results) -> list[str]:
+    """What differs between the runs besides the figures: machine, options, versions."""
     notes = []
-    for key in sorted(old.machine.keys() | new.machine.keys()):
-        a, b = old.machine.get(key), new.machine.get(key)
-        if a != b:
-            notes.append(f"machine {key}: {a} -> {b}")
+    for what, a_map, b_map in (
+        ("machine", old.machine, new.machine),
+        ("option", old.options, new.options),
+    ):
+        for key in sorted(a_map.keys() | b_map.keys()):
+            a, b = a_map.get(key), b_map.get(key)
+            if a != b:
+                notes.append(f"{what} {key}: {a} -> {b}")
     for tool in sorted(old.tools.keys() & new.tools.keys()):
         a, b = old.tools[tool].get("version"), new.tools[tool].get("version")
         if a != b:
@@ -91,6 +100,9 @@ def compare(old: Results, new: Results, *, fmt: str = "{:.3g}") -> str:
             continue
         if a.title != b.title:
             notes.append(f"scenario {name} differs: {a.title!r} -> {b.title!r}")
+        if a.params.get("outputs") != b.params.get("outputs"):
+            where = f"{a.params.get('outputs')} -> {b.params.get('outputs')}"
+            notes.append(f"scenario {name} outputs: {where}")
         for tool in [*a.records, *(t for t in b.records if t not in a.records)]:
             if tool not in a.records or tool not in b.records:
                 notes.append(f"{name}: {tool} only in the {'new' if tool in b.records else 'old'}")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # for type checkers; at run time these load on first use
     from pathlib import Path
     from typing import Union
 
+    from accel.aio import AsyncDownload, AsyncManager, adownload
     from accel.downloader import Downloader
     from accel.events import (
         AlreadyComplete,
@@ -74,6 +75,9 @@ _EVENTS = (
 #: until first used (PEP 562), so ``accel --version`` and ``--help`` start at once; the
 #: ``TYPE_CHECKING`` imports above are the same names for type checkers.
 _LAZY = {
+    "AsyncDownload": "aio",
+    "AsyncManager": "aio",
+    "adownload": "aio",
     "Downloader": "downloader",
     "HostSlots": "limits",
     "Manager": "manager",
@@ -109,6 +113,8 @@ def download(url: str, output: Union[str, os.PathLike[str], None] = None, **opti
 __all__ = [
     "AccelError",
     "AlreadyComplete",
+    "AsyncDownload",
+    "AsyncManager",
     "Cancelled",
     "CancelledError",
     "Completed",
@@ -139,5 +145,6 @@ __all__ = [
     "UsageError",
     "VerificationError",
     "__version__",
+    "adownload",
     "download",
 ]

@@ -43,6 +43,8 @@ FAST = fast_retry(2)
 EXPECTED_PUBLIC = [
     "AccelError",
     "AlreadyComplete",
+    "AsyncDownload",
+    "AsyncManager",
     "Cancelled",
     "CancelledError",
     "Completed",
@@ -73,6 +75,7 @@ EXPECTED_PUBLIC = [
     "UsageError",
     "VerificationError",
     "__version__",
+    "adownload",
     "download",
 ]
 

@@ -87,6 +87,20 @@ def test_the_manager_example_runs(server: FaultServer, tmp_path: Path) -> None:
     assert results == ["downloads/a.iso", "downloads/x.iso"], proc.stdout
 
 
+def test_the_asyncio_example_runs(server: FaultServer, tmp_path: Path) -> None:
+    (code,) = python_blocks("### asyncio")
+    a, b = make_data(MiB, 93), make_data(MiB + 5, 94)
+    server.add_file("/a.iso", a)
+    server.add_file("/b.iso", b)
+    proc = run_python(code.replace("https://example.org/", server.url("/")), tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert sha256(tmp_path / "a.iso") == sha256(a)
+    assert sha256(tmp_path / "downloads" / "a.iso") == sha256(a)
+    assert sha256(tmp_path / "downloads" / "x.iso") == sha256(b)
+    lines = proc.stdout.split()
+    assert lines.count("downloads/a.iso") == 2 and "downloads/x.iso" in lines, proc.stdout
+
+
 def _layout_block() -> str:
     start = README.index("### Layout")
     return re.search(r"```\n(.*?)```", README[start:], re.S).group(1)  # type: ignore[union-attr]

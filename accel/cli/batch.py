@@ -10,7 +10,6 @@ above the live progress lines instead of through them.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import os
 import queue
@@ -18,104 +17,20 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, TextIO, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, TextIO, Tuple
 
 from accel._util.names import name_from_url
 from accel._util.units import human_rate, human_size
-from accel._util.urls import check_url
 from accel.cli.exitcodes import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, exit_code_for
+from accel.cli.inputfile import Job, JobList
 from accel.cli.progress import Reporter, Screen, TotalBar
 from accel.downloader import Downloader
 from accel.exceptions import AccelError, CancelledError, UsageError
 from accel.manager import Manager
+from accel.options import normalize_headers
 
 #: Seconds to wait for downloads to save their state after Ctrl-C before exiting anyway.
 SIGNAL_GRACE = 1.8
-
-
-@dataclass(frozen=True)
-class Job:
-    """One file to download: a URL and its mirrors (``where``: its place in the input)."""
-
-    url: str
-    mirrors: Tuple[str, ...] = ()
-    where: str = ""
-
-
-#: A job, or the error of an input line that is not one.
-Entry = Union[Job, UsageError]
-
-
-class JobList:
-    """The downloads asked for, read lazily: URLs on the command line, then those of ``-i``.
-
-    The command line and the first entries are checked at once (``-o`` and ``--mirror``
-    need exactly one URL); a bad line further down an input file is reported when reached
-    and the others go on. ``expected`` is the number of entries, counted without keeping
-    them (None when reading a pipe).
-    """
-
-    def __init__(self, args: Any, stdin: TextIO) -> None:
-        head: List[Entry] = [Job(check_url(url)) for url in args.urls]
-        self.expected: Optional[int] = len(head)
-        lines: Iterator[Entry] = iter(())
-        if args.input_file:
-            lines = self._read(args.input_file, stdin)
-        self._entries = itertools.chain(head, lines)
-        # Only -o and --mirror need to know there is no second URL (a pipe is not waited for).
-        first = list(itertools.islice(self._entries, 2 if args.output or args.mirror else 1))
-        if not first:
-            raise UsageError("no URL given (pass URLs or -i FILE)")
-        for entry in first:
-            if isinstance(entry, UsageError):
-                raise entry
-        if args.output and len(first) > 1:
-            raise UsageError("-o/--output needs exactly one URL (use -d for several)")
-        if args.mirror:
-            if len(first) > 1:
-                raise UsageError("--mirror needs exactly one URL (use tab-separated lines in -i)")
-            job = first[0]
-            assert isinstance(job, Job)
-            mirrors = tuple(check_url(m) for m in args.mirror)
-            first[0] = Job(job.url, job.mirrors + mirrors, job.where)
-        self._entries = itertools.chain(first, self._entries)
-
-    def _read(self, name: str, stdin: TextIO) -> Iterator[Entry]:
-        try:
-            stream = stdin if name == "-" else open(name, encoding="utf-8")  # noqa: SIM115
-            if stream is not stdin and self.expected is not None:
-                self.expected += _count_entries(name)
-            else:
-                self.expected = None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read input file {name}: {exc}") from None
-        return self._parse(name, stream)
-
-    @staticmethod
-    def _parse(name: str, stream: TextIO) -> Iterator[Entry]:
-        where = "stdin" if name == "-" else name
-        try:
-            for number, line in enumerate(stream, 1):
-                line = line.strip()
-                if not line or line.startswith("#"):
-                    continue
-                urls = [u.strip() for u in line.split("\t") if u.strip()]
-                try:
-                    for url in urls:
-                        check_url(url)
-                except UsageError as exc:
-                    yield UsageError(f"{where}:{number}: {exc}")
-                    continue
-                yield Job(urls[0], tuple(urls[1:]), f"{where}:{number}")
-        except (OSError, UnicodeDecodeError) as exc:
-            yield UsageError(f"cannot read input file {where}: {exc}")
-        finally:
-            if name != "-":
-                stream.close()
-
-    def __iter__(self) -> Iterator[Entry]:
-        return self._entries
 
 
 class _QueueLines(logging.Handler):
@@ -133,12 +48,6 @@ class _QueueLines(logging.Handler):
             self.messages.put((0, "log", self.format(record)))
         except Exception:  # pragma: no cover - as logging.Handler does
             self.handleError(record)
-
-
-def _count_entries(name: str) -> int:
-    """Lines of ``name`` that name a URL (not blank, not a comment), without keeping them."""
-    with open(name, encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip() and not line.lstrip().startswith("#"))
 
 
 class Signals:
@@ -203,18 +112,25 @@ class Runner:
         quiet = self.args.quiet
         # Only what is shown is sent: no bar, no progress; -q, no events either.
         bars = self.tty and not quiet
-        output, directory = self.args.output, None
+        output, directory = job.out or self.args.output, None
         if output and output.endswith(("/", os.sep)):
             # "-o newdir/" is a directory, created as -d creates one; the server names the file.
             base = self.args.dir
             directory = os.path.join(base, output) if base else output
             output = None
+        if job.dir is not None:  # an input file's dir=: relative to -d unless absolute
+            base = directory or self.args.dir
+            directory = os.path.join(base, job.dir) if base else job.dir
+        settings = dict(job.settings)
+        if job.headers:
+            settings["headers"] = normalize_headers(self.manager.options.headers) + job.headers
         try:
             downloader = self.manager.add(
                 job.url,
                 output,
                 directory=directory,
                 mirrors=job.mirrors,
+                **settings,
                 on_event=None if quiet else (lambda e: put((index, "event", e))),
                 on_progress=(lambda n: put((index, "progress", n))) if bars else None,
             )
@@ -234,7 +150,7 @@ class Runner:
 
     def _label(self, job: Job) -> str:
         """The name shown for ``job`` until the download knows its file's name."""
-        output = self.args.output
+        output = job.out or self.args.output
         if output and not output.endswith(("/", os.sep)) and not os.path.isdir(output):
             return os.path.basename(str(output))
         return name_from_url(job.url)

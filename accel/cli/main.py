@@ -43,7 +43,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             return demo(main)
         # Only now the network stack: --help, --version and usage errors need none of it.
-        from accel.cli.batch import JobList, Runner
+        from accel.cli.batch import Runner
+        from accel.cli.inputfile import JobList
 
         jobs = JobList(args, sys.stdin)
     except UsageError as exc:

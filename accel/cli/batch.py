@@ -19,16 +19,19 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, TextIO, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, TextIO, Tuple, Union
 
 from accel._util.names import name_from_url
 from accel._util.units import human_rate, human_size
 from accel._util.urls import check_url
 from accel.cli.exitcodes import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, exit_code_for
-from accel.cli.progress import Reporter, Screen, TotalBar
+from accel.cli.progress import Reporter, TotalBar, new_screen
 from accel.downloader import Downloader
 from accel.exceptions import AccelError, CancelledError, UsageError
 from accel.manager import Manager
+
+if TYPE_CHECKING:
+    from accel.cli.screen import Screen
 
 #: Seconds to wait for downloads to save their state after Ctrl-C before exiting anyway.
 SIGNAL_GRACE = 1.8
@@ -188,7 +191,7 @@ class Runner:
         self.stopping = False
         self.screen: Optional[Screen] = None
         if self.tty and not args.quiet:
-            self.screen = Screen(stream)
+            self.screen = new_screen(stream)
         self.total: Optional[TotalBar] = None
         self.seen = self.ok = self.failed = 0
         self.first_failure = EXIT_OK
@@ -270,7 +273,9 @@ class Runner:
         started = time.monotonic()
         many = self.jobs.expected is None or self.jobs.expected > 1
         if self.screen is not None and many and self.args.jobs > 1:
-            self.total = TotalBar(self.stream, self.jobs.expected, screen=self.screen)
+            self.total = TotalBar(
+                self.stream, self.jobs.expected, screen=self.screen, slots=self.args.jobs
+            )
         entries = iter(self.jobs)
         exhausted = False
         # Without lines to draw, the next downloads wait in the Manager's queue, so a job

@@ -14,6 +14,7 @@ import os
 import pty
 import re
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -253,6 +254,26 @@ def test_an_outage_is_said_on_the_bar_and_messages_go_above(
     assert sum(r.startswith("accel: saved ") for r in final) == 2, final
 
 
+def test_ctrl_c_on_a_list_leaves_one_summary_line_and_no_bars(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    names = [f"c{i}.bin" for i in range(6)]
+    for i, name in enumerate(names):
+        server.add_file(f"/{name}", make_data(3 * MiB, 230 + i))
+    server.faults.rate = 256 * KiB
+    urls = [server.url(f"/{n}") for n in names]
+    term = Pty(command("-j", "3", "-n", "2", *urls), tmp_path, 100)
+    term.run(until=lambda t: any(len(bar_rows(s)) == 3 for s in t.screens[-1:]))
+    time.sleep(0.3)
+    term.proc.send_signal(signal.SIGINT)
+    assert term.run() == 130, term.raw
+    final = rows(term.now())
+    assert final == [
+        "accel: interrupted: 0 of 6 files done, 3 interrupted with their data kept, "
+        "3 not started; run the same command again to resume"
+    ], final
+
+
 # -- the library --------------------------------------------------------------------------------
 
 
@@ -341,6 +362,19 @@ def test_progress_takes_a_tqdm_class(server: FaultServer, tmp_path: Path) -> Non
     assert bar.desc == "c.bin" and bar.unit == "B" and bar.unit_divisor == 1024
     with pytest.raises(accel.UsageError, match="progress must be True, False or a tqdm class"):
         accel.Downloader(server.url("/c.bin"), progress="yes")
+
+
+def test_a_failing_bar_class_does_not_disturb_the_download(
+    server: FaultServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(**kw: object) -> None:
+        raise RuntimeError("no widgets here")
+
+    data = make_data(200 * KiB, 208)
+    server.add_file("/b.bin", data)
+    path = accel.download(server.url("/b.bin"), tmp_path / "b.bin", progress=broken)
+    assert sha256(path) == sha256(data)
+    assert "progress bar failed" in caplog.text and "no widgets here" in caplog.text
 
 
 def test_progress_false_draws_nothing_and_imports_no_tqdm(

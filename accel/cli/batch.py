@@ -308,8 +308,7 @@ class Runner:
     def run(self) -> int:
         """Run every job; return the first failure's exit code (0 if none)."""
         started = time.monotonic()
-        many = self.jobs.expected is None or self.jobs.expected > 1
-        if self.screen is not None and many and self.args.jobs > 1:
+        if self.screen is not None and self.many and self.args.jobs > 1:
             self.total = TotalBar(
                 self.stream, self.jobs.expected, screen=self.screen, slots=self.args.jobs
             )

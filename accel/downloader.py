@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Union
 
 from accel import events as ev
 from accel._disk import state
@@ -45,6 +45,9 @@ from accel.exceptions import AccelError, CancelledError, RemoteChangedError, loc
 from accel.future import DownloadFuture, Listener
 from accel.options import Options, resolve
 
+if TYPE_CHECKING:
+    from accel.bars import FileBar, ProgressOption
+
 log = logging.getLogger(__name__)
 
 #: How often the remote may change under one download before accel gives up.
@@ -69,10 +72,13 @@ class Downloader(DownloadFuture):
     ``options``. :meth:`run` blocks and returns the final path, raising
     :class:`accel.AccelError` subclasses; :meth:`cancel` may be called from any thread.
     A cancelled download resumes with a new :class:`Downloader` for the same file.
+    ``progress=True`` draws a ``tqdm.auto`` bar on stderr, ``progress=`` a tqdm class draws
+    with that class (:mod:`accel.bars`); the default, False, draws nothing.
     ``listener`` and ``session_pool`` are set by :class:`accel.Manager` for its downloads.
     """
 
     __slots__ = (
+        "_bar",
         "_completion",
         "_ctx",
         "_directory",
@@ -101,10 +107,16 @@ class Downloader(DownloadFuture):
         on_event: Optional[Callable[[ev.Event], Any]] = None,
         listener: Optional[Listener] = None,
         session_pool: Optional[SessionPool] = None,
+        progress: ProgressOption = False,
         **settings: Any,
     ) -> None:
         self.url = check_url(url)
         self.options = resolve(options, **settings)
+        self._bar: Optional[FileBar] = None
+        if progress:  # tqdm only when bars are asked for; in a Manager, gone when done
+            from accel.bars import file_bar
+
+            self._bar = file_bar(progress, leave=listener is None, snapshot=self.progress)
         self._output = Path(output) if output is not None else None
         self._directory = (
             directory if isinstance(directory, Path) or directory is None else Path(directory)
@@ -172,6 +184,8 @@ class Downloader(DownloadFuture):
     # -- internals --------------------------------------------------------------------------
 
     def _emit(self, event: ev.Event) -> None:
+        if self._bar is not None:
+            self._bar.on_event(event)
         if self._listener is not None:
             self._listener.on_event(self, event)
         if self._on_event is None:
@@ -186,6 +200,8 @@ class Downloader(DownloadFuture):
             return
         if self._listener is not None:
             self._listener.on_bytes(delta)
+        if self._bar is not None:
+            self._bar.on_progress(delta)
         if self._on_progress is None:
             return
         try:

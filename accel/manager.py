@@ -22,6 +22,7 @@ import threading
 import time
 from pathlib import Path
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Deque,
@@ -41,6 +42,9 @@ from accel.downloader import Downloader
 from accel.exceptions import UsageError
 from accel.limits import HostSlots
 from accel.options import Options, resolve
+
+if TYPE_CHECKING:
+    from accel.bars import ProgressOption, TotalBar
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,9 @@ class Manager:
     unbounded stream of downloads followed with :meth:`~accel.Downloader.add_done_callback`
     instead, pass ``track=False``: the Manager then forgets a download when it ends, and
     memory stays bounded however many are added.
+
+    ``progress=True`` draws ``tqdm.auto`` bars on stderr: one per running file and a total
+    bar (a tqdm class draws with that class; see :mod:`accel.bars`).
     """
 
     def __init__(
@@ -85,6 +92,7 @@ class Manager:
         session_factory: Optional[SessionFactory] = None,
         on_event: Optional[Callable[[Downloader, ev.Event], Any]] = None,
         track: bool = True,
+        progress: ProgressOption = False,
         **settings: Any,
     ) -> None:
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
@@ -113,6 +121,12 @@ class Manager:
         self._meter = RateMeter()
         self._cancelled = False
         self._closed = False
+        self._progress = progress
+        self._bar: Optional[TotalBar] = None
+        if progress:  # tqdm only when bars are asked for
+            from accel.bars import TotalBar, bar_class
+
+            self._bar = TotalBar(bar_class(progress))
 
     # -- adding -------------------------------------------------------------------------------
 
@@ -147,6 +161,7 @@ class Manager:
             on_progress=on_progress,
             listener=self,
             session_pool=self._sessions,
+            progress=self._progress,
         )
 
     def admit(
@@ -157,6 +172,8 @@ class Manager:
             if self._closed or self._cancelled:
                 raise RuntimeError("cannot add downloads to a Manager that was closed or cancelled")
             self._queued.append(_Queued(download, run, abandon))
+            if self._bar is not None:
+                self._bar_files()
             if self._idle or len(self._threads) >= self.jobs:
                 self._work.notify()
                 return
@@ -210,6 +227,8 @@ class Manager:
         """Bytes a download received."""
         with self._bytes_lock:
             self._received += delta
+        if self._bar is not None:
+            self._bar.update(delta)
 
     def on_end(self, download: Downloader, failed: bool) -> None:
         """A download ended: free its slot, start the next one, wake the waiters."""
@@ -222,6 +241,15 @@ class Manager:
             if self.track:
                 self._ended.append(download)
             self._cond.notify_all()
+            if self._bar is not None:
+                self._bar_files()
+
+    def _bar_files(self) -> None:
+        """Show the file counts on the total bar (with the lock held)."""
+        assert self._bar is not None
+        ended = self._succeeded + self._failed
+        added = ended + len(self._queued) + len(self._running)
+        self._bar.files(ended, self._failed, added)
 
     # -- following ----------------------------------------------------------------------------
 
@@ -304,6 +332,8 @@ class Manager:
             for thread in threads:  # each sees the Manager closed and ends at once
                 thread.join()
             self._sessions.close()
+            if self._bar is not None:
+                self._bar.close()
 
     def __enter__(self) -> Manager:
         return self

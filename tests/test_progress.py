@@ -1,7 +1,7 @@
 """Tests of accel.cli.progress: summary lines on a pipe (saved, resumed, no ranges, outages),
 the live lines (layout by priority at every width, the segment map squeezed or dropped, never
-a one-cell bar), the live region drawn through a VT100 emulator (messages above, nothing left
-behind), the total line, and the IEC units.
+a one-cell bar), the lines drawn by tqdm through a VT100 emulator (messages above, nothing
+left behind, rows cleared instead of padded), the total line, and the IEC units.
 """
 
 from __future__ import annotations
@@ -269,7 +269,7 @@ def test_the_live_connection_count_is_drawn_and_auto_says_so() -> None:
 def test_several_files_and_a_total_line_collapse_cleanly() -> None:
     term = Term(80)
     screen = TermScreen(term)
-    total = TotalBar(term, 3, screen=screen)
+    total = TotalBar(term, 3, screen=screen, slots=3)
     reps = []
     for name in ("a.bin", "b.bin", "c.bin"):
         rep = Reporter(term, bar=True, snapshot=snap, label=name, screen=screen)
@@ -302,8 +302,9 @@ def test_more_files_than_rows_are_counted_not_drawn() -> None:
     for i in range(8):
         Reporter(term, bar=True, label=f"f{i}.bin", screen=screen)
     shown = term.shown()
-    assert len(shown) == 4
-    assert shown[-1] == "... and 5 more"
+    assert shown == [*(f"f{i}.bin starting" for i in range(4)), " ... (more hidden) ..."]
+    screen.close()
+    assert term.shown() == []
 
 
 def test_a_resize_is_followed() -> None:
@@ -317,6 +318,9 @@ def test_a_resize_is_followed() -> None:
     screen.refresh(force=True)
     (line,) = term.shown()
     assert len(line) < 40 and "[" not in line and line.startswith("a.bin")
+    assert "\x1b[K" in term.getvalue() and "     \r" not in term.getvalue()  # cleared, not padded
+    rep.close()
+    screen.close()
 
 
 def test_total_line_without_a_known_count() -> None:
@@ -326,6 +330,9 @@ def test_total_line_without_a_known_count() -> None:
     (line,) = term.shown()
     assert line.startswith("total 5/?") and "queued" not in line
     assert len(total.render(20)) <= 20
+    total.close()
+    total.screen.close()
+    assert term.shown() == []
 
 
 def test_bar_without_utf8_is_ascii() -> None:
@@ -335,20 +342,26 @@ def test_bar_without_utf8_is_ascii() -> None:
     rep = Reporter(out, bar=True, snapshot=snap, screen=screen)
     rep.on_event(started())
     drawn = rep.render(79)
-    assert drawn.isascii() and "|===" in drawn
+    assert drawn.isascii() and re.search(r"\|#{6}[0-9] {13}\|", drawn), drawn  # tqdm's ASCII bar
+    rep.close()
+    screen.close()
 
 
 def test_progress_redraws_at_most_five_times_a_second() -> None:
     term = Term(80)
-    rep = Reporter(term, bar=True, screen=TermScreen(term))
+    screen = TermScreen(term)
+    rep = Reporter(term, bar=True, screen=screen)
     rep.on_event(started())
-    before = term.getvalue().count("\x1b[J")
+    before = term.getvalue().count("\x1b[K")  # each row drawn ends with it
+    assert before >= 1
     for _ in range(50):
         rep.on_progress(1000)
-    assert term.getvalue().count("\x1b[J") - before <= 1
+    assert term.getvalue().count("\x1b[K") - before <= 1
     time.sleep(0.25)
     rep.on_progress(1000)
-    assert term.getvalue().count("\x1b[J") - before <= 2
+    assert 1 <= term.getvalue().count("\x1b[K") - before <= 2
+    rep.close()
+    screen.close()
 
 
 # -- units -----------------------------------------------------------------------------------

@@ -23,13 +23,13 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import pyte
 import pytest
 
-from accel.cli.progress import BAR_MIN
-from tests.helpers import KiB, MiB, sha256
+from accel.cli.screen import BAR_MIN
+from tests.helpers import KiB, MiB, accel_env, sha256
 from tests.server import FaultServer, make_data
 
 Screen = List[str]  # the rows of one screen, each ``cols`` characters
 #: How the lines accel prints begin (anything else on a row continues the row above).
-STARTS = ("accel:", "total ", "... and ")
+STARTS = ("accel:", "total ", " ... (more hidden)")
 
 
 class Terminal:
@@ -46,7 +46,7 @@ class Terminal:
         self.started = time.monotonic()
         self.proc = subprocess.Popen(
             ["accel", *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=slave,
+            stderr=slave, env=accel_env(),
         )  # fmt: skip
         os.close(slave)
 

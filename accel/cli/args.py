@@ -53,7 +53,7 @@ config file: {config_path()} (or $ACCEL_CONFIG), lines of 'option = value'
 DEFAULTS = Options()
 
 #: Long options that take no value (true/false in the config file).
-_FLAGS = ("force", "quiet", "insecure", "fsync", "no-server-digest")
+_FLAGS = ("force", "quiet", "insecure", "fsync", "json", "no-server-digest")
 #: Long options that count (``verbose = 2`` in the config file means -vv).
 _COUNTS = ("verbose",)
 #: Long options the config file may not set.
@@ -178,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse files larger than SIZE (K/M/G suffixes)",
     )
     g.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    g.add_argument(
+        "--json",
+        action="store_true",
+        help="write one JSON object per event to stdout (start, progress, retry, done, "
+        "error; see the README), no progress lines; messages stay on stderr",
+    )
     g.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeat for debug)")
 
     g = p.add_argument_group("connections")

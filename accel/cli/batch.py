@@ -17,17 +17,22 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional, TextIO, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, TextIO, Tuple
 
 from accel._util.names import name_from_url
 from accel._util.units import human_rate, human_size
+from accel._util.urls import redact
 from accel.cli.exitcodes import EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, exit_code_for
 from accel.cli.inputfile import Job, JobList
-from accel.cli.progress import Reporter, Screen, TotalBar
+from accel.cli.ndjson import EventStream
+from accel.cli.progress import Reporter, TotalBar, new_screen
 from accel.downloader import Downloader
 from accel.exceptions import AccelError, CancelledError, UsageError
 from accel.manager import Manager
 from accel.options import normalize_headers
+
+if TYPE_CHECKING:
+    from accel.cli.screen import Screen
 
 #: Seconds to wait for downloads to save their state after Ctrl-C before exiting anyway.
 SIGNAL_GRACE = 1.8
@@ -86,21 +91,33 @@ class Signals:
 class Runner:
     """Feeds the jobs to a Manager, ``-j`` at a time, and reports from the main thread."""
 
-    def __init__(self, args: Any, jobs: JobList, manager: Manager, stream: TextIO) -> None:
+    def __init__(
+        self,
+        args: Any,
+        jobs: JobList,
+        manager: Manager,
+        stream: TextIO,
+        out: Optional[TextIO] = None,
+    ) -> None:
         self.args = args
         self.jobs = jobs
         self.manager = manager
         self.stream = stream
-        self.tty = stream.isatty()
+        #: ``--json``: the events on ``out`` (stdout), and no live lines on ``stream``.
+        self.json = EventStream(out or sys.stdout) if getattr(args, "json", False) else None
+        self.tty = stream.isatty() and self.json is None
         self.messages: queue.Queue[Tuple[int, str, Any]] = queue.Queue()
         self.active: Dict[int, Tuple[Downloader, Reporter]] = {}
         self.stopping = False
         self.screen: Optional[Screen] = None
         if self.tty and not args.quiet:
-            self.screen = Screen(stream)
+            self.screen = new_screen(stream)
         self.total: Optional[TotalBar] = None
         self.seen = self.ok = self.failed = 0
         self.first_failure = EXIT_OK
+        #: Files a signal stopped: with their data kept, that start over, never started.
+        self.stopped = {"kept": 0, "lost": 0, "unstarted": 0}
+        self.many = jobs.expected is None or jobs.expected > 1
 
     def _cancel_all(self) -> None:
         self.stopping = True
@@ -110,7 +127,7 @@ class Runner:
         """Start job ``index`` (a failure to start is reported at once)."""
         put = self.messages.put
         quiet = self.args.quiet
-        # Only what is shown is sent: no bar, no progress; -q, no events either.
+        # Only what is shown is sent: no bar, no progress (the events are few, always sent).
         bars = self.tty and not quiet
         output, directory = job.out or self.args.output, None
         if output and output.endswith(("/", os.sep)):
@@ -131,12 +148,14 @@ class Runner:
                 directory=directory,
                 mirrors=job.mirrors,
                 **settings,
-                on_event=None if quiet else (lambda e: put((index, "event", e))),
+                on_event=lambda e: put((index, "event", e)),
                 on_progress=(lambda n: put((index, "progress", n))) if bars else None,
             )
         except AccelError as exc:
-            self._failed(exc)
+            self._failed(exc, index=index, url=job.url)
             return
+        if self.json is not None:
+            self.json.add(index, redact(job.url))
         reporter = Reporter(
             self.stream,
             bar=self.tty,
@@ -164,29 +183,52 @@ class Runner:
             self.stream.flush()
 
     def _failed(
-        self, exc: BaseException, code: Optional[int] = None, reporter: Optional[Reporter] = None
+        self,
+        exc: BaseException,
+        code: Optional[int] = None,
+        reporter: Optional[Reporter] = None,
+        *,
+        index: int = 0,
+        url: Optional[str] = None,
     ) -> None:
         self.failed += 1
+        code = exit_code_for(exc) if code is None else code
+        resumable = reporter is None or reporter.resumable
+        message = f"accel: error: {exc}"
         if isinstance(exc, CancelledError):
             label = reporter.label if reporter is not None else "download"
-            if reporter is None or reporter.resumable:
-                self._say(f"accel: interrupted: {label}: run the same command again to resume")
+            if reporter is None or reporter.started is None:
+                kind = "unstarted"
             else:
-                self._say(
+                kind = "kept" if resumable else "lost"
+            self.stopped[kind] += 1
+            if resumable:
+                message = f"accel: interrupted: {label}: run the same command again to resume"
+            else:
+                message = (
                     f"accel: interrupted: {label}: the server cannot resume it, so the next "
                     "run starts over"
                 )
+            # A list says it once, in the summary (each file with -v).
+            if not self.many or self.args.verbose:
+                self._say(message)
         else:
-            self._say(f"accel: error: {exc}")
+            self._say(message)
+        if self.json is not None:
+            resumable = resumable and reporter is not None and reporter.started is not None
+            url = redact(url) if url else None
+            text = message[len("accel: ") :] if isinstance(exc, CancelledError) else str(exc)
+            self.json.error(index, code, text, resumable=resumable, url=url)
         if self.first_failure == EXIT_OK:
-            self.first_failure = exit_code_for(exc) if code is None else code
+            self.first_failure = code
 
     def run(self) -> int:
         """Run every job; return the first failure's exit code (0 if none)."""
         started = time.monotonic()
-        many = self.jobs.expected is None or self.jobs.expected > 1
-        if self.screen is not None and many and self.args.jobs > 1:
-            self.total = TotalBar(self.stream, self.jobs.expected, screen=self.screen)
+        if self.screen is not None and self.many and self.args.jobs > 1:
+            self.total = TotalBar(
+                self.stream, self.jobs.expected, screen=self.screen, slots=self.args.jobs
+            )
         entries = iter(self.jobs)
         exhausted = False
         # Without lines to draw, the next downloads wait in the Manager's queue, so a job
@@ -200,7 +242,7 @@ class Runner:
                         exhausted = True
                     elif isinstance(entry, UsageError):
                         self.seen += 1
-                        self._failed(entry)
+                        self._failed(entry, index=self.seen)
                         self._count_done()
                     else:
                         self.seen += 1
@@ -214,8 +256,10 @@ class Runner:
                     break
                 self._pump(timeout=0.1)
                 self._collect(signals)
-                for _, reporter in self.active.values():
+                for index, (downloader, reporter) in self.active.items():
                     reporter.tick()
+                    if self.json is not None:
+                        self.json.tick(index, downloader.progress())
                 if self.screen is not None:
                     self.screen.refresh()
         if self.total is not None:
@@ -224,6 +268,8 @@ class Runner:
             self.screen.close()
         self.manager.close(wait=signals.signum is None)
         if signals.signum is not None:
+            if self.many:
+                self._interrupted(len(self.active), exhausted)
             return EXIT_SIGTERM if signals.signum == signal.SIGTERM else EXIT_SIGINT
         if self.seen > 1 and not self.args.quiet:
             self._summary(time.monotonic() - started)
@@ -240,7 +286,7 @@ class Runner:
                 self.ok += 1
             else:
                 sigterm = isinstance(error, CancelledError) and signals.signum == signal.SIGTERM
-                self._failed(error, EXIT_SIGTERM if sigterm else None, reporter)
+                self._failed(error, EXIT_SIGTERM if sigterm else None, reporter, index=index)
             self._count_done()
 
     @contextlib.contextmanager
@@ -270,6 +316,24 @@ class Runner:
             queued = None if self.jobs.expected is None else self.jobs.expected - self.seen
             self.total.files(self.ok, self.failed, len(self.active), queued)
 
+    def _interrupted(self, stuck: int, exhausted: bool) -> None:
+        """The one line a signal on a list ends with: what is done, kept, not started."""
+        kept, lost = self.stopped["kept"], self.stopped["lost"]
+        unread = None if self.jobs.expected is None else self.jobs.expected - self.seen
+        unstarted = self.stopped["unstarted"] + stuck + (unread or 0)
+        errors = self.failed - kept - lost - self.stopped["unstarted"]
+        of = "" if self.jobs.expected is None else f" of {self.jobs.expected}"
+        parts = [f"{self.ok}{of} files done"]
+        if errors:
+            parts.append(f"{errors} failed")
+        if kept:
+            parts.append(f"{kept} interrupted with their data kept")
+        if lost:
+            parts.append(f"{lost} interrupted that the server cannot resume (they start over)")
+        rest = "" if unread is not None or exhausted else " and the rest of the list"
+        parts.append(f"{unstarted} not started{rest}")
+        self._say(f"accel: interrupted: {', '.join(parts)}; run the same command again to resume")
+
     def _summary(self, elapsed: float) -> None:
         received = self.manager.progress().received
         rate = received / elapsed if elapsed > 0 else 0.0
@@ -293,6 +357,8 @@ class Runner:
                 reporter = entry[1]
                 if kind == "event":
                     reporter.on_event(payload)
+                    if self.json is not None:
+                        self.json.on_event(index, payload, entry[0].progress())
                 elif kind == "progress":
                     reporter.on_progress(payload)
                     if self.total is not None:

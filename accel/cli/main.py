@@ -64,7 +64,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"accel: error: {exc}\n")
         return EXIT_USAGE
-    return Runner(args, jobs, manager, sys.stderr).run()
+    return Runner(args, jobs, manager, sys.stderr, sys.stdout).run()
 
 
 def _manager(args: Any) -> Manager:

@@ -1,9 +1,10 @@
 """Terminal progress for the command line: live lines on a terminal, summary lines otherwise.
 
-On a terminal each active download has a line (:class:`Reporter`) in the live region of a
-:class:`~accel.cli.screen.Screen` and, with several at once, a total line (:class:`TotalBar`)
+On a terminal each active download has a line (:class:`Reporter`), a tqdm bar of a
+:class:`~accel.cli.screen.Screen`, and, with several at once, a total line (:class:`TotalBar`)
 under them; the lines are laid out by :mod:`accel.cli.screen`. When a file ends its line
-collapses into a one-line summary printed above the region, so nothing of it is left behind.
+collapses into a one-line summary printed above the others, so nothing of it is left behind.
+:mod:`accel.cli.screen` (and so tqdm) is imported only when a line is drawn.
 
 When stderr is not a terminal each file gets one summary line (and a line for a resume, a
 server without ranges, or an outage). Sizes and rates are IEC units (KiB, MiB/s).
@@ -16,16 +17,25 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, List, Optional, TextIO, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, TextIO, Tuple
 
 from accel import events as ev
 from accel._util.units import human_amount, human_duration, human_rate, human_size
-from accel.cli.screen import BAR_MIN, Parts, Screen, fit, layout
 
-__all__ = ["BAR_MIN", "Reporter", "Screen", "TotalBar", "human_size"]
+if TYPE_CHECKING:  # the screen imports tqdm: only when a display starts
+    from accel.cli.screen import Screen
+
+__all__ = ["Reporter", "TotalBar", "human_size", "new_screen"]
 
 #: Seconds without progress after a failed request before a download shows it is retrying.
 STALL = 1.0
+
+
+def new_screen(stream: TextIO) -> Screen:
+    """A :class:`~accel.cli.screen.Screen` on ``stream`` (this imports tqdm)."""
+    from accel.cli.screen import Screen
+
+    return Screen(stream)
 
 
 class Reporter:
@@ -54,7 +64,7 @@ class Reporter:
         self.label = label
         self.screen: Optional[Screen] = None
         if self.show_bar:
-            self.screen = screen or Screen(stream)
+            self.screen = screen or new_screen(stream)
         self._own_screen = self.show_bar and screen is None
         self._shown = False
         self.started: Optional[ev.Started] = None
@@ -134,6 +144,8 @@ class Reporter:
 
     def render(self, width: int) -> str:
         """This download's line in ``width`` cells."""
+        from accel.cli.screen import Parts, layout
+
         unicode = self.screen.unicode if self.screen is not None else True
         if self.started is None:
             return layout(Parts(self.label, "", None, "", "", "", "starting", True, ""), width)
@@ -262,18 +274,25 @@ class Reporter:
 class TotalBar:
     """The total line under the files' lines when several download at once (``-j``):
     files finished of expected, bytes this run, the total rate, and how many are running,
-    queued and failed (``files`` None: the count is not known, e.g. a list from a pipe)."""
+    queued and failed (``files`` None: the count is not known, e.g. a list from a pipe).
+    It sits under the ``slots`` rows of the files downloaded at once."""
 
-    def __init__(self, stream: TextIO, files: Optional[int], screen: Optional[Screen] = None):
+    def __init__(
+        self,
+        stream: TextIO,
+        files: Optional[int],
+        screen: Optional[Screen] = None,
+        *,
+        slots: int = 1,
+    ) -> None:
         self.expected = files
         self.finished = 0
         self.received = 0
         self.counts: Tuple[int, int, Optional[int]] = (0, 0, files)
         self._own = screen is None
-        self.screen = screen or Screen(stream)
-        self.screen.footer = self
+        self.screen = screen or new_screen(stream)
         self._marks: List[Tuple[float, int]] = [(time.monotonic(), 0)]
-        self.screen.refresh(force=True)
+        self.screen.set_footer(self, min(slots, files) if files else slots)
 
     def update(self, delta: int) -> None:
         """Count ``delta`` more bytes."""
@@ -298,6 +317,8 @@ class TotalBar:
 
     def render(self, width: int) -> str:
         """The total line in ``width`` cells."""
+        from accel.cli.screen import fit
+
         failed, running, queued = self.counts
         expected = "?" if self.expected is None else str(self.expected)
         head = f"total {self.finished}/{expected} {human_size(self.received)} "
@@ -315,7 +336,7 @@ class TotalBar:
     def close(self) -> None:
         """Take the total line off the screen."""
         if self.screen.footer is self:
-            self.screen.footer = None
+            self.screen.set_footer(None)
         if self._own:
             self.screen.close()
         else:

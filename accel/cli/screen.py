@@ -1,21 +1,30 @@
-"""Drawing on a terminal: the live region at the bottom, and lines laid out for a width.
+"""The terminal's live lines, drawn by tqdm: one bar per running file, the total line
+under them, messages above them, and each line laid out for the terminal's width.
 
-:class:`Screen` keeps a live region at the bottom of a terminal: a list of lines (each
-anything with a ``render(width)`` method) and an optional footer. Everything else (a file
-saved, a warning, an error, a log record) is printed *above* the region, which is then
-drawn again. Lines never wrap: each is built for the current width (asked for at every
-redraw, so resizes are followed). :func:`layout` builds one file's line from its
-:class:`Parts` and degrades by priority: the segment map goes first, then the ETA, then the
-name is shortened, then the connection count and the byte counts; a bar narrower than
-:data:`BAR_MIN` cells is never drawn.
+:class:`Screen` keeps one :class:`tqdm.tqdm` bar per line (anything with a
+``render(width)`` method) and, with ``-j``, a total line at a fixed position under them;
+tqdm moves the cursor, clears and redraws the lines, prints messages above them
+(:meth:`tqdm.tqdm.write`) and hides the lines a short terminal has no room for. Lines never
+wrap: each is built for the current width (asked for at every redraw, so resizes are
+followed) and is cleared to the end of the row instead of padded with spaces.
+:func:`layout` builds one file's line from its :class:`Parts` and degrades by priority: the
+segment map goes first, then the ETA, then the name is shortened, then the connection count
+and the byte counts; a bar narrower than :data:`BAR_MIN` cells is never drawn.
+
+This module imports tqdm: it is imported only when a display starts (not for ``--version``,
+``--help``, ``-q`` or a run without a terminal).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Protocol, TextIO, Tuple
+from typing import Any, Callable, Dict, Optional, Protocol, TextIO, Tuple
+
+from tqdm import tqdm
+from tqdm.std import Bar  # type: ignore[attr-defined]  # not in the stubs
 
 __all__ = ["BAR_MIN", "Line", "Parts", "Screen", "fit", "layout", "squeeze"]
 
@@ -28,25 +37,64 @@ DEFAULT_COLUMNS, DEFAULT_ROWS = 80, 24
 
 
 class Line(Protocol):
-    """One line of the live region."""
+    """One live line."""
 
     def render(self, width: int) -> str:
         """The line's text, at most ``width`` cells."""
 
 
+class LineBar(tqdm):  # type: ignore[type-arg]
+    """A tqdm bar that shows a :class:`Line`, laid out for the width the :class:`Screen`
+    last measured. No monitor thread: the command's main thread alone draws."""
+
+    monitor_interval = 0
+    _lock = threading.RLock()  # not tqdm's default, which makes a multiprocessing lock
+
+    def __init__(self, line: Line, stream: TextIO, size: Tuple[int, int], **kw: Any) -> None:
+        self.line = line
+        self.ncols, self.nrows = size
+        super().__init__(
+            file=stream, ncols=size[0], nrows=size[1], leave=False, mininterval=0, **kw
+        )
+
+    @staticmethod
+    def status_printer(file: Any) -> Callable[[str], None]:
+        """Draw a row: the text, then clear to the end of the row (tqdm pads with spaces,
+        which wrap on a terminal made narrower)."""
+
+        def print_status(text: str) -> None:
+            file.write("\r" + text + "\x1b[K")
+            file.flush()
+
+        return print_status
+
+    def __str__(self) -> str:
+        width = max(1, (self.ncols or DEFAULT_COLUMNS) - 1)  # never the last column
+        return fit(self.line.render(width), width)
+
+
 class Screen:
-    """The live region at the bottom of a terminal, and the messages printed above it."""
+    """The live lines at the bottom of a terminal, and the messages printed above them."""
 
     def __init__(self, stream: TextIO, *, interval: float = 0.2) -> None:
         self.stream = stream
         self.interval = interval
-        self.lines: List[Line] = []
-        self.footer: Optional[Line] = None
-        self._drawn = 0
+        self.bars: Dict[int, LineBar] = {}  # id(line) -> its bar, in the order added
+        self._footer: Optional[LineBar] = None
         self._last = 0.0
         encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
-        #: Block characters for the bar when the terminal takes UTF-8; "=" otherwise.
+        #: Block characters for the bar when the terminal takes UTF-8; ASCII otherwise.
         self.unicode = encoding in ("utf8", "utf_8")
+
+    @property
+    def lines(self) -> Tuple[Line, ...]:
+        """The files' lines shown now."""
+        return tuple(bar.line for bar in self.bars.values())
+
+    @property
+    def footer(self) -> Optional[Line]:
+        """The total line, under the files' lines."""
+        return self._footer.line if self._footer is not None else None
 
     def size(self) -> Tuple[int, int]:
         """(columns, rows) of the terminal, now."""
@@ -57,61 +105,63 @@ class Screen:
         return size.columns or DEFAULT_COLUMNS, size.lines or DEFAULT_ROWS
 
     def add(self, line: Line) -> None:
-        """Show ``line`` in the live region (above the footer)."""
-        self.lines.append(line)
-        self.refresh(force=True)
+        """Show ``line`` on the first free row (rows are this screen's own: bars of other
+        tqdm users in the process do not move them)."""
+        if id(line) not in self.bars:
+            taken = {abs(bar.pos) for bar in self._all()}
+            row = min(set(range(len(taken) + 1)) - taken)
+            self.bars[id(line)] = LineBar(line, self.stream, self.size(), position=row)
 
     def remove(self, line: Line) -> None:
-        """Take ``line`` out of the live region."""
-        if line in self.lines:
-            self.lines.remove(line)
-            self.refresh(force=True)
+        """Take ``line`` off the screen."""
+        bar = self.bars.pop(id(line), None)
+        if bar is not None:
+            bar.close()
+
+    def set_footer(self, line: Optional[Line], row: int = 1) -> None:
+        """Show ``line`` as the total line on ``row`` (counted from the first file's line,
+        kept under the rows the files use), or take it away (None)."""
+        if self._footer is not None:
+            self._footer.close()
+            self._footer = None
+        if line is not None:
+            size = self.size()
+            row = max(1, min(row, size[1] - 2))
+            self._footer = LineBar(line, self.stream, size, position=row)
 
     def message(self, text: str) -> None:
-        """Print ``text`` above the live region, for good."""
-        self.stream.write(self._erase() + text + "\n" + self._render())
+        """Print ``text`` above the live lines, for good."""
+        self._measure()
+        LineBar.write(text, file=self.stream)
         self.stream.flush()
         self._last = time.monotonic()
 
     def refresh(self, *, force: bool = False) -> None:
-        """Draw the live region again (at most every ``interval`` seconds unless ``force``)."""
+        """Draw the lines again (at most every ``interval`` seconds unless ``force``)."""
         now = time.monotonic()
         if not force and now - self._last < self.interval:
             return
         self._last = now
-        self.stream.write(self._erase() + self._render())
-        self.stream.flush()
+        self._measure()
+        for bar in self._all():
+            bar.refresh()
 
     def close(self) -> None:
-        """Erase the live region (the lines are gone; the messages stay)."""
-        self.lines.clear()
-        self.footer = None
-        text = self._erase()
-        if text:
-            self.stream.write(text)
-            self.stream.flush()
+        """Take every line off the screen (the messages stay)."""
+        for bar in list(self.bars.values()):
+            bar.close()
+        self.bars.clear()
+        self.set_footer(None)
 
-    def _erase(self) -> str:
-        """Move to the region's first line and clear to the end of the screen."""
-        if not self._drawn:
-            return ""
-        up = f"\x1b[{self._drawn - 1}A" if self._drawn > 1 else ""
-        self._drawn = 0
-        return "\r" + up + "\x1b[J"
+    def _all(self) -> Tuple[LineBar, ...]:
+        footer = (self._footer,) if self._footer is not None else ()
+        return (*self.bars.values(), *footer)
 
-    def _render(self) -> str:
+    def _measure(self) -> None:
+        """Tell every bar the terminal's size now (it may have been resized)."""
         columns, rows = self.size()
-        width = max(1, columns - 1)  # never the last column: no terminal wraps then
-        lines = list(self.lines)
-        room = max(1, rows - 1 - (self.footer is not None))
-        texts = [line.render(width) for line in lines[:room]]
-        if len(lines) > room:
-            texts[-1] = f"... and {len(lines) - room + 1} more"
-        if self.footer is not None:
-            texts.append(self.footer.render(width))
-        texts = [fit(t, width) for t in texts]
-        self._drawn = len(texts)
-        return "\n".join(texts)
+        for bar in self._all():
+            bar.ncols, bar.nrows = columns, rows
 
 
 def fit(text: str, width: int) -> str:
@@ -131,15 +181,10 @@ def shorten(text: str, width: int) -> str:
 
 
 def bar(fraction: float, width: int, unicode: bool) -> str:
-    """A bar of ``width`` cells filled to ``fraction`` (eighths of a cell with Unicode)."""
+    """A bar of ``width`` cells filled to ``fraction``, drawn by tqdm (eighths of a cell
+    with Unicode, tqdm's ASCII steps otherwise)."""
     fraction = min(1.0, max(0.0, fraction))
-    if not unicode:
-        full = int(fraction * width)
-        return "=" * full + " " * (width - full)
-    eighths = int(fraction * width * 8)
-    full, part = divmod(eighths, 8)
-    text = "█" * full + (" ▏▎▍▌▋▊▉"[part] if part and full < width else "")
-    return text + " " * (width - len(text))
+    return format(Bar(fraction, max(1, width), charset=Bar.UTF if unicode else Bar.ASCII))
 
 
 @dataclass

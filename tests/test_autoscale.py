@@ -8,7 +8,7 @@ import logging
 import re
 import threading
 from pathlib import Path
-from typing import Callable, List
+from typing import Any, Callable, List
 
 import pytest
 
@@ -282,3 +282,36 @@ def test_auto_on_a_small_file_is_one_connection(server: FaultServer, tmp_path: P
     out = accel.Downloader(server.url("/s.bin"), tmp_path / "s.bin", connections="auto").run()
     assert sha256(out) == sha256(make_data(200 * 1024, 93))
     assert len([r for r in server.requests if r.method == "GET"]) == 1
+
+
+def test_a_429_under_auto_takes_one_connection_away_and_holds(
+    server: FaultServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker that meets the 429 tells the scheduler (its cap) and the transfer (the
+    autoscaler): one connection fewer, and no growth again while the scheduler holds it."""
+    caplog.set_level(logging.INFO, logger="accel._engine.transfer")
+    data = make_data(16 * MiB, 95)
+    server.add_file("/q.bin", data)
+    server.faults.rate = 1 * MiB  # per connection: the autoscaler grows to the cap
+    lock, seen = threading.Lock(), [0]
+
+    def overloaded(handler: Any, log: Any) -> bool:
+        if log.method != "GET":
+            return False
+        with lock:
+            seen[0] += 1
+            nth = seen[0]
+        if nth != 6:  # the probe, 3 workers, then those the autoscaler added
+            return False
+        handler.send_simple(429, b"slow down", {"Retry-After": "0"})
+        return True
+
+    server.faults.on_request = overloaded
+    out = tmp_path / "q.bin"
+    dl = accel.Downloader(server.url("/q.bin"), out, connections="auto", max_connections=8)
+    assert dl.run() == out
+    assert sha256(out) == sha256(data)
+    assert [r.status for r in server.requests].count(429) == 1
+    counts = [int(n) for n in re.findall(r": auto: (\d+) connections$", caplog.text, re.M)]
+    assert counts[:2] == [8, 7], caplog.text  # grown to the cap, then one fewer
+    assert max(counts[1:]) == 7, counts  # held (the download is far shorter than the hold)

@@ -216,11 +216,8 @@ class Scheduler:
                 return None
             views = self._review(now)
             typical = policy.typical_rate(views, now, self.finished_rates)
-            return (
-                self._take_over()
-                or self._steal(views, now, typical)
-                or self._hedge(views, now, typical)
-            )
+            taken = self._take_over() or self._steal(views, now, typical)
+            return taken or self._hedge(views, now, typical)
 
     def review(self) -> List[Claim]:
         """Judge the live requests: stragglers are told to let go, to be requested again.
@@ -237,13 +234,10 @@ class Scheduler:
         """Measure every claim, apply the policy's restarts; the views after them."""
         if not self.ranged or self.closed:
             return self._segment_views()
-        for cs in self.claims.values():
-            for claim in cs:
-                first_read = claim.meter.observe(
-                    now, claim.pos, claim.last_progress, claim.response
-                )
-                if first_read is not None:
-                    self.first_reads.append(first_read)
+        for c in [c for cs in self.claims.values() for c in cs]:
+            first_read = c.meter.observe(now, c.pos, c.last_progress, c.response)
+            if first_read is not None:
+                self.first_reads.append(first_read)
         views = self._segment_views()
         verdict = policy.review(
             views,

@@ -142,8 +142,3 @@ class HostSlots:
         with self._lock:
             if self._used[host] > 0:
                 self._used[host] -= 1
-
-    def in_use(self, host: str) -> int:
-        """Slots taken for ``host``."""
-        with self._lock:
-            return self._used[host]

@@ -134,6 +134,13 @@ def wait_until(
 # -- the library -----------------------------------------------------------------------------
 
 
+def slots_in_use(slots: accel.HostSlots, host: str) -> int:
+    """How many slots of ``slots`` are taken for ``host`` (what a test may watch; the
+    library's HostSlots has no such query: nothing but tests needed one)."""
+    with slots._lock:
+        return slots._used[host]
+
+
 def fast_retry(attempts: int, *, backoff_max: float = 0.05, jitter: float = 0.0) -> RetryPolicy:
     """A retry policy with 10 ms backoff, for tests that must not wait."""
     return RetryPolicy(attempts=attempts, backoff=0.01, backoff_max=backoff_max, jitter=jitter)

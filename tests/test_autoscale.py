@@ -8,17 +8,13 @@ import logging
 import re
 import threading
 from pathlib import Path
-from typing import Callable, List
+from typing import Any, Callable, List
 
 import pytest
 
 import accel
-from accel._engine.autoscale import (
-    INTERVAL,
-    RETRY_AFTER,
-    THROTTLE_HOLD,
-    Autoscaler,
-)
+from accel._engine.autoscale import INTERVAL, RETRY_AFTER, Autoscaler
+from accel._engine.scheduler import THROTTLE_PERIOD
 from accel.options import AUTO_START
 from tests.helpers import sha256, wait_until
 from tests.server import FaultServer, make_data
@@ -36,23 +32,30 @@ class Clock:
 
 
 class Sim:
-    """An autoscaler driven every ``TICK`` by a server model: ``rate(count)`` bytes/s."""
+    """An autoscaler driven every ``TICK`` by a server model: ``rate(count)`` bytes/s.
+
+    The simulation is the owner of the count (the transfer's part): it starts with
+    ``AUTO_START`` (at most ``cap``) and runs whatever the autoscaler answers.
+    """
 
     def __init__(self, rate: Callable[[int], float], cap: int = 16, **kw: float) -> None:
         self.clock = Clock()
         self.rate = rate
         self.scaler = Autoscaler(cap, clock=self.clock, **kw)
         self.written = 0
-        self.counts: List[int] = [self.scaler.target]
+        self.count = min(AUTO_START, cap)
+        self.counts: List[int] = [self.count]
 
     def run(self, seconds: float, throttled_at: float = -1.0) -> int:
         end = self.clock.now + seconds
         while self.clock.now < end - 1e-9:
             self.clock.now += TICK
-            self.written += int(self.rate(self.scaler.target) * TICK)
+            self.written += int(self.rate(self.count) * TICK)
             hit = throttled_at >= 0 and abs(self.clock.now - throttled_at) < TICK / 2
-            self.counts.append(self.scaler.update(self.written, throttled=hit))
-        return self.scaler.target
+            until = self.clock.now + THROTTLE_PERIOD if hit else None  # the scheduler's hold
+            self.count = self.scaler.update(self.count, self.written, until)
+            self.counts.append(self.count)
+        return self.count
 
 
 def per_connection(rate: float) -> Callable[[int], float]:
@@ -66,8 +69,10 @@ def bottleneck(total: float, single: float) -> Callable[[int], float]:
 
 
 def test_starts_with_a_few_connections() -> None:
-    assert Autoscaler(clock=Clock()).target == AUTO_START == 4
-    assert Autoscaler(2, clock=Clock()).target == 2
+    assert accel.Options(connections="auto").initial_connections == AUTO_START == 4
+    assert accel.Options(connections="auto", max_connections=2).initial_connections == 2
+    scaler = Autoscaler(clock=Clock())
+    assert scaler.update(AUTO_START, 0) == AUTO_START  # the first step has only begun
 
 
 def test_grows_to_the_cap_on_a_per_connection_throttle() -> None:
@@ -83,7 +88,7 @@ def test_grows_to_the_cap_on_a_per_connection_throttle() -> None:
 def test_never_above_the_cap() -> None:
     sim = Sim(per_connection(MiB), cap=7)
     sim.run(5.0)
-    assert max(sim.counts) == 7 and sim.scaler.target == 7
+    assert max(sim.counts) == 7 and sim.count == 7
     assert Sim(per_connection(MiB), cap=1).run(3.0) == 1
 
 
@@ -92,7 +97,7 @@ def test_undoes_an_addition_that_does_not_pay() -> None:
     sim = Sim(bottleneck(400 * MiB, 100 * MiB))
     sim.run(1.5)
     assert max(sim.counts) == 8
-    assert sim.scaler.target == 4 and not sim.scaler.growing
+    assert sim.count == 4 and not sim.scaler.growing
 
 
 def test_stops_where_the_gain_ends() -> None:
@@ -100,9 +105,9 @@ def test_stops_where_the_gain_ends() -> None:
     # at a time while that pays.
     sim = Sim(bottleneck(10 * MiB, MiB))
     sim.run(1.5)
-    assert sim.scaler.target == 8 and max(sim.counts) == 16
+    assert sim.count == 8 and max(sim.counts) == 16
     sim.run(RETRY_AFTER + 4 * INTERVAL)
-    assert sim.scaler.target == 10, sim.counts
+    assert sim.count == 10, sim.counts
     assert max(sim.counts[-int(RETRY_AFTER / TICK) :]) <= 11
 
 
@@ -110,14 +115,14 @@ def test_a_small_gain_is_not_enough() -> None:
     # Going from 4 to 8 brings 30 %: less than half of the 100 % a throttle would give.
     sim = Sim(lambda n: 100 * MiB * (1.0 if n <= 4 else 1.3))
     sim.run(1.5)
-    assert sim.scaler.target == 4
+    assert sim.count == 4
 
 
 def test_tries_one_more_after_a_while_and_keeps_it_when_it_pays() -> None:
     limit = [4]  # the link widens later
     sim = Sim(lambda n: min(limit[0], n) * MiB)
     sim.run(1.5)
-    assert sim.scaler.target == 4
+    assert sim.count == 4
     sim.run(RETRY_AFTER - 1.0)
     assert max(sim.counts[-10:]) == 4  # not tried again yet
     limit[0] = 8
@@ -127,7 +132,7 @@ def test_tries_one_more_after_a_while_and_keeps_it_when_it_pays() -> None:
     steps = [b - a for a, b in zip(later, later[1:]) if b != a]
     assert steps[:5] == [1, 1, 1, 1, 1], later  # one more, which paid, and on one at a time
     assert max(later) == 9  # ...until the one that did not pay, which is undone
-    assert later[later.index(9) :].count(8) > 0 and sim.scaler.target in (8, 9)
+    assert later[later.index(9) :].count(8) > 0 and sim.count in (8, 9)
 
 
 def test_a_retry_that_does_not_pay_is_undone_again() -> None:
@@ -137,18 +142,18 @@ def test_a_retry_that_does_not_pay_is_undone_again() -> None:
     sim.run(3 * (RETRY_AFTER + 1.0))
     later = sim.counts[seen:]
     assert max(later) == 5 and min(later) == 4  # a try of one more, undone
-    assert sim.scaler.target == 4
+    assert sim.count == 4
 
 
 def test_a_429_takes_one_away_and_holds() -> None:
     sim = Sim(per_connection(MiB))
     sim.run(1.5)
-    before = sim.scaler.target
+    before = sim.count
     assert before > AUTO_START
     sim.run(1.0, throttled_at=sim.clock.now + TICK)
-    assert sim.scaler.target == before - 1
-    sim.run(THROTTLE_HOLD - 2.0)
-    assert sim.scaler.target == before - 1  # no growth while the server is overloaded
+    assert sim.count == before - 1
+    sim.run(THROTTLE_PERIOD - 2.0)
+    assert sim.count == before - 1  # no growth while the server is overloaded
     seen = len(sim.counts)
     sim.run(3 * INTERVAL + 1.0)
     assert max(sim.counts[seen:]) == before  # then it tries one more again
@@ -156,17 +161,19 @@ def test_a_429_takes_one_away_and_holds() -> None:
 
 def test_throttled_never_goes_below_one() -> None:
     clock = Clock()
-    scaler = Autoscaler(4, start=1, clock=clock)
+    scaler = Autoscaler(4, clock=clock)
+    count = 1
     for _ in range(3):
         clock.now += TICK
-        assert scaler.update(0, throttled=True) == 1
+        count = scaler.update(count, 0, clock.now + THROTTLE_PERIOD)
+        assert count == 1
 
 
 def test_no_data_is_no_reason_to_grow() -> None:
     # A stalled server (or one between retries): nothing arrives, the count stays.
     sim = Sim(lambda n: 0.0)
     sim.run(3.0)
-    assert max(sim.counts) <= 2 * AUTO_START and sim.scaler.target == AUTO_START
+    assert max(sim.counts) <= 2 * AUTO_START and sim.count == AUTO_START
 
 
 def test_judged_only_after_the_step_settles() -> None:
@@ -176,15 +183,15 @@ def test_judged_only_after_the_step_settles() -> None:
     for _ in range(int(INTERVAL / TICK) - 1):
         clock.now += TICK
         written += MiB
-        assert scaler.update(written) == AUTO_START  # the first step is still running
+        assert scaler.update(AUTO_START, written) == AUTO_START  # the first step still runs
     clock.now += 2 * TICK
-    assert scaler.update(written + 2 * MiB) == 2 * AUTO_START
+    assert scaler.update(AUTO_START, written + 2 * MiB) == 2 * AUTO_START
 
 
-@pytest.mark.parametrize(("cap", "start", "settle"), [(0, 4, 0.1), (4, 0, 0.1), (4, 4, 1.0)])
-def test_bad_settings(cap: int, start: int, settle: float) -> None:
+@pytest.mark.parametrize(("cap", "settle"), [(0, 0.1), (4, 1.0), (4, -0.1)])
+def test_bad_settings(cap: int, settle: float) -> None:
     with pytest.raises(ValueError):
-        Autoscaler(cap, start=start, settle=settle, clock=Clock())
+        Autoscaler(cap, settle=settle, clock=Clock())
 
 
 # -- whole downloads from the fault server ---------------------------------------------------
@@ -275,3 +282,36 @@ def test_auto_on_a_small_file_is_one_connection(server: FaultServer, tmp_path: P
     out = accel.Downloader(server.url("/s.bin"), tmp_path / "s.bin", connections="auto").run()
     assert sha256(out) == sha256(make_data(200 * 1024, 93))
     assert len([r for r in server.requests if r.method == "GET"]) == 1
+
+
+def test_a_429_under_auto_takes_one_connection_away_and_holds(
+    server: FaultServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker that meets the 429 tells the scheduler (its cap) and the transfer (the
+    autoscaler): one connection fewer, and no growth again while the scheduler holds it."""
+    caplog.set_level(logging.INFO, logger="accel._engine.transfer")
+    data = make_data(16 * MiB, 95)
+    server.add_file("/q.bin", data)
+    server.faults.rate = 1 * MiB  # per connection: the autoscaler grows to the cap
+    lock, seen = threading.Lock(), [0]
+
+    def overloaded(handler: Any, log: Any) -> bool:
+        if log.method != "GET":
+            return False
+        with lock:
+            seen[0] += 1
+            nth = seen[0]
+        if nth != 6:  # the probe, 3 workers, then those the autoscaler added
+            return False
+        handler.send_simple(429, b"slow down", {"Retry-After": "0"})
+        return True
+
+    server.faults.on_request = overloaded
+    out = tmp_path / "q.bin"
+    dl = accel.Downloader(server.url("/q.bin"), out, connections="auto", max_connections=8)
+    assert dl.run() == out
+    assert sha256(out) == sha256(data)
+    assert [r.status for r in server.requests].count(429) == 1
+    counts = [int(n) for n in re.findall(r": auto: (\d+) connections$", caplog.text, re.M)]
+    assert counts[:2] == [8, 7], caplog.text  # grown to the cap, then one fewer
+    assert max(counts[1:]) == 7, counts  # held (the download is far shorter than the hold)

@@ -25,6 +25,7 @@ from tests.helpers import (
     listing,
     load_sidecar,
     sha256,
+    slots_in_use,
     wait_until,
     written,
 )
@@ -502,14 +503,14 @@ def test_max_per_host_one_with_several_jobs_does_not_deadlock(
         assert all(d.options.host_slots is slots for d in ds)
         deadline = time.monotonic() + 20
         while not m.wait(0.01):
-            host_in_use.append(slots.in_use(f"127.0.0.1:{server.port}"))
+            host_in_use.append(slots_in_use(slots, f"127.0.0.1:{server.port}"))
             if time.monotonic() > deadline:
                 m.cancel()
                 pytest.fail(f"deadlock: {m!r}")
     for d, data in zip(ds, datas):
         assert sha256(d.result()) == sha256(data)
     assert max(host_in_use, default=0) <= 1
-    assert slots.in_use(f"127.0.0.1:{server.port}") == 0
+    assert slots_in_use(slots, f"127.0.0.1:{server.port}") == 0
 
 
 # -- callbacks -------------------------------------------------------------------------------

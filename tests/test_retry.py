@@ -22,6 +22,7 @@ from accel.exceptions import (
 )
 from accel.limits import HostSlots, SlotLease
 from accel.retry import Failure, RetryPolicy, RetryState
+from tests.helpers import slots_in_use
 
 MAIN = "https://example.test/file.iso"
 SIGNED = "https://cdn.test/file.iso?sig=1"
@@ -197,18 +198,18 @@ def test_a_lease_is_released_once() -> None:
     lease = slots.lease("h:80")
     assert isinstance(lease, SlotLease)
     assert lease.held and lease.key == "h:80"
-    assert slots.in_use("h:80") == 1
+    assert slots_in_use(slots, "h:80") == 1
     other = slots.lease("h:80")
     assert other is not None
     lease.release()
     assert not lease.held
-    assert slots.in_use("h:80") == 1
+    assert slots_in_use(slots, "h:80") == 1
     lease.release()  # a second release must not free the other holder's slot
     lease.release()
-    assert slots.in_use("h:80") == 1
+    assert slots_in_use(slots, "h:80") == 1
     assert other.held
     other.release()
-    assert slots.in_use("h:80") == 0
+    assert slots_in_use(slots, "h:80") == 0
     assert "held=False" in repr(lease)
 
 
@@ -217,9 +218,9 @@ def test_lease_is_none_when_the_host_is_full_and_hosts_are_separate() -> None:
     first = slots.lease("a:80")
     assert first is not None
     assert slots.lease("a:80") is None
-    assert slots.in_use("a:80") == 1  # a refused lease takes nothing
+    assert slots_in_use(slots, "a:80") == 1  # a refused lease takes nothing
     second = slots.lease("b:80")
-    assert second is not None and slots.in_use("b:80") == 1
+    assert second is not None and slots_in_use(slots, "b:80") == 1
     first.release()
     again = slots.lease("a:80")
     assert again is not None and again.held
@@ -234,7 +235,7 @@ def test_wait_lease_returns_none_when_cancelled() -> None:
     started = time.monotonic()
     assert slots.wait_lease("h:80", cancel, poll=5.0) is None  # no waiting for the poll
     assert time.monotonic() - started < 1.0
-    assert slots.in_use("h:80") == 1
+    assert slots_in_use(slots, "h:80") == 1
 
 
 def test_wait_lease_takes_a_free_slot_even_when_cancelled() -> None:
@@ -243,7 +244,7 @@ def test_wait_lease_takes_a_free_slot_even_when_cancelled() -> None:
     cancel.set()
     lease = slots.wait_lease("h:80", cancel)
     assert lease is not None and lease.held
-    assert slots.in_use("h:80") == 1
+    assert slots_in_use(slots, "h:80") == 1
 
 
 def test_wait_lease_gets_the_slot_another_thread_releases() -> None:
@@ -265,7 +266,7 @@ def test_wait_lease_gets_the_slot_another_thread_releases() -> None:
     thread.join(5)
     assert lease is not None and lease.held
     assert not held.held
-    assert slots.in_use("h:80") == 1
+    assert slots_in_use(slots, "h:80") == 1
 
 
 def test_wait_lease_wakes_up_on_cancel_from_another_thread() -> None:
@@ -277,7 +278,7 @@ def test_wait_lease_wakes_up_on_cancel_from_another_thread() -> None:
     timer.start()
     assert slots.wait_lease("h:80", cancel, poll=0.01) is None
     timer.join(5)
-    assert slots.in_use("h:80") == 1 and held.held
+    assert slots_in_use(slots, "h:80") == 1 and held.held
 
 
 # -- SourcePool.refresh ---------------------------------------------------------------------
@@ -476,9 +477,9 @@ def test_switch_moves_the_host_slot_to_the_new_host() -> None:
     assert moved is not None
     new_source, new_lease = moved
     assert new_source is mirror
-    assert not lease.held and slots.in_use("example.test:443") == 0
+    assert not lease.held and slots_in_use(slots, "example.test:443") == 0
     assert new_lease is not None and new_lease.key == "mirror.test:443"
-    assert slots.in_use("mirror.test:443") == 1
+    assert slots_in_use(slots, "mirror.test:443") == 1
 
 
 def test_switch_to_a_full_host_goes_over_the_cap_rather_than_stall() -> None:
@@ -491,8 +492,8 @@ def test_switch_to_a_full_host_goes_over_the_cap_rather_than_stall() -> None:
     assert got is not None and got[0] is main
     moved = pool.switch(main, got[1], NetworkError("x"))
     assert moved is not None and moved[1] is None
-    assert slots.in_use("example.test:443") == 0
-    assert slots.in_use("mirror.test:443") == 1
+    assert slots_in_use(slots, "example.test:443") == 0
+    assert slots_in_use(slots, "mirror.test:443") == 1
 
 
 def test_acquire_without_a_free_slot() -> None:
@@ -505,9 +506,9 @@ def test_acquire_without_a_free_slot() -> None:
     forced = pool.acquire(force=True)
     assert forced is not None and forced[1] is None  # over the cap, without a lease
     pool.release(*first)
-    assert slots.in_use("example.test:443") == 0
+    assert slots_in_use(slots, "example.test:443") == 0
     pool.release(*first)  # a lease is freed once, however often it is handed back
-    assert slots.in_use("example.test:443") == 0
+    assert slots_in_use(slots, "example.test:443") == 0
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from accel._engine.stragglers import JUDGE_FIRST, MAX_RESTARTS, min_piece
 from accel._util.ranges import ALIGN, KiB, MiB, Segment, check_tiling
 from accel._util.remote import Validators
 from accel.limits import HostSlots, SlotLease
+from tests.helpers import slots_in_use
 
 URL = "http://example.test/file.bin"
 KEY = "example.test:80"  # the HostSlots key of URL
@@ -389,7 +390,7 @@ def test_a_steal_without_a_free_host_slot_changes_nothing() -> None:
     other.release()
     thief = take(sched)
     assert owner.seg.end == thief.seg.start - 1
-    assert slots.in_use(KEY) == 2
+    assert slots_in_use(slots, KEY) == 2
 
 
 def test_no_steal_from_a_plain_stream() -> None:
@@ -522,7 +523,8 @@ def test_throttle_lowers_the_cap_for_a_while() -> None:
     sched = make_scheduler(fresh_plan(8 * MiB, 4, MiB), clock, connections=4)
     claims = [take(sched) for _ in range(3)]
     assert not sched.over_cap()
-    assert sched.throttle() == 2  # one fewer than the 3 live
+    # One fewer than the 3 live, for a while (the autoscaler is told until when).
+    assert sched.throttle() == (2, clock() + THROTTLE_PERIOD)
     assert sched.over_cap()
     assert sched.next_claim() is None
     assert sched.has_work()  # the fourth segment waits
@@ -541,10 +543,10 @@ def test_throttle_never_goes_below_one_and_extends_the_period() -> None:
     clock = FakeClock()
     sched = make_scheduler(fresh_plan(8 * MiB, 4, MiB), clock, connections=4)
     take(sched)
-    assert sched.throttle() == 1
-    assert sched.throttle() == 1
+    assert sched.throttle()[0] == 1
+    assert sched.throttle()[0] == 1
     clock.advance(THROTTLE_PERIOD - 1)
-    assert sched.throttle() == 1  # a new 429 starts the period again
+    assert sched.throttle() == (1, clock() + THROTTLE_PERIOD)  # a new 429 starts it again
     clock.advance(2)
     assert sched.next_claim() is None
     clock.advance(THROTTLE_PERIOD)
@@ -561,23 +563,23 @@ def test_host_slots_refuse_a_second_claim_until_the_first_is_released() -> None:
     first = take(sched)
     lease = first.lease
     assert isinstance(lease, SlotLease) and lease.held and lease.key == KEY
-    assert slots.in_use(KEY) == 1
+    assert slots_in_use(slots, KEY) == 1
     assert sched.next_claim() is None
     assert sched.has_work()  # refused for want of a slot, not lost
     assert sched.pool.main.active == 1
     sched.release(first)
     assert first.lease is None and not lease.held
-    assert slots.in_use(KEY) == 0
+    assert slots_in_use(slots, KEY) == 0
     # Released exactly once: a slot someone else takes now is not freed by a second release.
     other = slots.lease(KEY)
     assert other is not None
     sched.release(first)
     lease.release()
-    assert slots.in_use(KEY) == 1
+    assert slots_in_use(slots, KEY) == 1
     other.release()
     second = take(sched)
     assert second.seg.start == 2 * MiB
-    assert slots.in_use(KEY) == 1
+    assert slots_in_use(slots, KEY) == 1
 
 
 def test_first_claim_keeps_the_probes_lease() -> None:
@@ -591,11 +593,11 @@ def test_first_claim_keeps_the_probes_lease() -> None:
     assert claim is not None
     assert claim.lease is probe_lease and probe_lease.held
     assert claim.seg.start == 2 * MiB
-    assert slots.in_use(KEY) == 1
+    assert slots_in_use(slots, KEY) == 1
     assert sched.next_claim() is None  # the probe's slot is the only one
     assert sched.first_claim(2 * MiB, None) is None  # claimed already
     sched.release(claim)
-    assert not probe_lease.held and slots.in_use(KEY) == 0
+    assert not probe_lease.held and slots_in_use(slots, KEY) == 0
     assert take(sched).seg.start == 0
 
 
@@ -607,9 +609,9 @@ def test_first_claim_moves_a_lease_on_another_host() -> None:
     assert elsewhere is not None
     claim = sched.first_claim(0, elsewhere)
     assert claim is not None
-    assert not elsewhere.held and slots.in_use("redirector.test:443") == 0
+    assert not elsewhere.held and slots_in_use(slots, "redirector.test:443") == 0
     assert claim.lease is not None and claim.lease.key == KEY
-    assert slots.in_use(KEY) == 1
+    assert slots_in_use(slots, KEY) == 1
 
 
 def test_first_claim_is_forced_past_a_full_host() -> None:
@@ -620,9 +622,9 @@ def test_first_claim_is_forced_past_a_full_host() -> None:
     assert other is not None
     claim = sched.first_claim(0, None)
     assert claim is not None and claim.lease is None
-    assert slots.in_use(KEY) == 1
+    assert slots_in_use(slots, KEY) == 1
     sched.release(claim)
-    assert slots.in_use(KEY) == 1 and other.held
+    assert slots_in_use(slots, KEY) == 1 and other.held
 
 
 # -- streams of unknown length --------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from accel._disk.storage import PartFile, check_free_space, finalize
+from accel._disk.storage import PartFile, check_free_space, finalize, pwrite_all
 from accel.exceptions import InsufficientSpaceError, LocalFileError, OutputExistsError
 from tests.helpers import MiB
 
@@ -45,14 +45,14 @@ def test_create_replaces_old_part(tmp_path: Path) -> None:
     assert path.read_bytes() == b"\0" * 100
 
 
-def test_write_at_offsets(tmp_path: Path) -> None:
+def test_pwrite_all_at_offsets(tmp_path: Path) -> None:
     path = tmp_path / "f.part"
     part = PartFile.create(path, 2000)
     try:
-        part.write_at(b"abc", 10)
-        part.write_at(memoryview(b"xyz"), 1997)
-        part.write_at(b"", 500)
-        part.write_at(b"0123456789", 0)
+        pwrite_all(part.fd, b"abc", 10)
+        pwrite_all(part.fd, memoryview(b"xyz"), 1997)
+        pwrite_all(part.fd, b"", 500)
+        pwrite_all(part.fd, b"0123456789", 0)
         part.sync()
     finally:
         part.close()
@@ -63,12 +63,12 @@ def test_write_at_offsets(tmp_path: Path) -> None:
     assert got[13:1997] == b"\0" * (1997 - 13)
 
 
-def test_write_at_large_buffer(tmp_path: Path) -> None:
+def test_pwrite_all_large_buffer(tmp_path: Path) -> None:
     path = tmp_path / "f.part"
     blob = os.urandom(3 * MiB + 7)
     part = PartFile.create(path, 4 * MiB)
     try:
-        part.write_at(blob, MiB - 3)
+        pwrite_all(part.fd, blob, MiB - 3)
     finally:
         part.close()
     got = path.read_bytes()
@@ -79,7 +79,7 @@ def test_write_at_large_buffer(tmp_path: Path) -> None:
 def test_truncate_and_double_close(tmp_path: Path) -> None:
     path = tmp_path / "f.part"
     part = PartFile.create(path, None)
-    part.write_at(b"hello", 0)
+    pwrite_all(part.fd, b"hello", 0)
     part.truncate(3)
     part.close()
     part.close()  # safe twice
@@ -91,7 +91,7 @@ def test_open_existing_keeps_content(tmp_path: Path) -> None:
     path.write_bytes(b"A" * 100)
     part = PartFile.open_existing(path)
     try:
-        part.write_at(b"BB", 50)
+        pwrite_all(part.fd, b"BB", 50)
     finally:
         part.close()
     assert path.read_bytes() == b"A" * 50 + b"BB" + b"A" * 48
@@ -121,7 +121,7 @@ def test_create_over_symlink_does_not_touch_target(tmp_path: Path) -> None:
     path.symlink_to(target)
     part = PartFile.create(path, 4096)
     try:
-        part.write_at(b"new", 0)
+        pwrite_all(part.fd, b"new", 0)
     finally:
         part.close()
     assert not path.is_symlink()

@@ -97,10 +97,6 @@ class PartFile:
         """The file descriptor (for ``os.pwrite`` in the hot path)."""
         return self._fd
 
-    def write_at(self, data: memoryview | bytes, offset: int) -> None:
-        """Write all of ``data`` at ``offset``."""
-        pwrite_all(self._fd, data, offset, f"cannot write {self.path}")
-
     def sync(self) -> None:
         """Flush written data to stable storage."""
         try:

@@ -1,16 +1,19 @@
 """How many connections a download uses with ``connections="auto"``: a pure controller.
 
-:class:`Autoscaler` is fed the bytes written so far (and whether the server just answered
-429/503) and answers the number of connections to run. It works in steps of ``interval``
-seconds; the rate of a step is measured after ``settle`` seconds, once the connections it
-added are under way. It starts with :data:`AUTO_START` connections and, like TCP's slow start,
-doubles them each step (4, 8, 16) while each addition pays: the total
-rate must grow by at least :data:`EFFICIENCY` of what the added connections would bring if
-every connection were as fast as the others (a per-connection throttle), and at least by
-:data:`MIN_GAIN`. The first addition that does not pay is undone; from then on it tries one
-more connection every :data:`RETRY_AFTER` seconds, and keeps it only if it pays. A 429/503
-takes one connection away and stops the growth for :data:`THROTTLE_HOLD` seconds. It never
-goes above ``cap`` nor below one. No threads, no sockets; the clock is injected.
+:class:`Autoscaler` is fed the number of connections running, the bytes written so far (and
+whether the server just answered 429/503) and answers the number of connections to run: a
+decision its owner (the transfer) applies to the scheduler, which keeps the count. It works
+in steps of ``interval`` seconds; the rate of a step is measured after ``settle`` seconds,
+once the connections it added are under way. A download starts with
+:data:`~accel.options.AUTO_START` connections and, like TCP's slow start, the autoscaler
+doubles them each step (4, 8, 16) while each addition pays: the total rate must grow by at
+least :data:`EFFICIENCY` of what the added connections would bring if every connection were
+as fast as the others (a per-connection throttle), and at least by :data:`MIN_GAIN`. The
+first addition that does not pay is undone; from then on it tries one more connection every
+:data:`RETRY_AFTER` seconds, and keeps it only if it pays. A 429/503 takes one connection
+away and stops the growth for as long as the scheduler holds its lower cap (it says until
+when). It never goes above ``cap`` nor below one. No threads, no sockets; the clock is
+injected.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import logging
 import time
 from typing import Callable, Optional, Tuple
 
-from accel.options import AUTO_CAP, AUTO_START
+from accel._util.meter import RateWindow
+from accel.options import AUTO_CAP
 
 log = logging.getLogger(__name__)
 
@@ -33,28 +37,25 @@ EFFICIENCY = 0.5
 MIN_GAIN = 0.1
 #: Seconds at a steady count before one more connection is tried again.
 RETRY_AFTER = 3.0
-#: Seconds without growth after a 429/503 (as long as the scheduler keeps its lower cap).
-THROTTLE_HOLD = 30.0
 
 
 class Autoscaler:
-    """The connection count of one download (see the module docstring); not thread-safe."""
+    """Decides the connection count of one download (see the module docstring); not
+    thread-safe."""
 
     def __init__(
         self,
         cap: int = AUTO_CAP,
         *,
-        start: int = AUTO_START,
         interval: float = INTERVAL,
         settle: float = SETTLE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if cap < 1 or start < 1:
-            raise ValueError("cap and start must be >= 1")
+        if cap < 1:
+            raise ValueError("cap must be >= 1")
         if not 0 <= settle < interval:
             raise ValueError("settle must be >= 0 and shorter than interval")
         self.cap = cap
-        self.target = min(start, cap)
         self.interval = interval
         self.settle = settle
         self._clock = clock
@@ -64,37 +65,36 @@ class Autoscaler:
         self._growing = True
         self._retry_at = 0.0
         self._began = clock()  # the current step
-        self._mark: Optional[Tuple[float, int]] = None  # (time, bytes) once settled
+        self._mark: Optional[RateWindow] = None  # the step's rate, once settled
 
     @property
     def growing(self) -> bool:
         """Whether the count is being raised step by step (False: holding steady)."""
         return self._growing
 
-    def update(self, written: int, throttled: bool = False) -> int:
-        """The count to run now, given the bytes ``written`` so far (never decreasing) and
-        whether a 429/503 came since the last call."""
+    def update(self, count: int, written: int, throttled_until: Optional[float] = None) -> int:
+        """The count to run now, given the ``count`` running, the bytes ``written`` so far
+        (never decreasing) and, if a 429/503 came since the last call, until when the
+        scheduler keeps its lower cap (on this clock)."""
         now = self._clock()
-        if throttled:
-            self._throttled(now)
-            return self.target
+        if throttled_until is not None:
+            return self._throttled(now, count, throttled_until)
         elapsed = now - self._began
         if self._mark is None:
             if elapsed >= self.settle:
-                self._mark = (now, written)
-            return self.target
-        since, mark = self._mark
+                self._mark = RateWindow(now, written)
+            return count
+        since = self._mark.oldest[0]
         if elapsed < self.interval or now <= since:
-            return self.target
-        rate = max(0.0, (written - mark) / (now - since))
-        count = self.target
-        self.target = self._judge(now, count, rate)
-        if self.target != count:
-            log.debug("%d connections: %.0f bytes/s; now %d", count, rate, self.target)
+            return count
+        rate = max(0.0, self._mark.rate(now, written))
+        target = self._judge(now, count, rate)
+        if target != count:
+            log.debug("%d connections: %.0f bytes/s; now %d", count, rate, target)
             self._began, self._mark = now, None
         else:  # nothing new to wait for: the next step is measured from now
-            self._began, self._mark = now - self.settle, (now, written)
-        return self.target
+            self._began, self._mark = now - self.settle, RateWindow(now, written)
+        return target
 
     def _judge(self, now: float, count: int, rate: float) -> int:
         """The count after a step of ``count`` connections at ``rate`` bytes/s."""
@@ -125,10 +125,10 @@ class Autoscaler:
         step = count if self._slow_start else 1
         return min(step, self.cap - count)
 
-    def _throttled(self, now: float) -> None:
-        """The server is overloaded: one connection fewer, no growth for a while."""
-        self.target = max(1, self.target - 1)
+    def _throttled(self, now: float, count: int, until: float) -> int:
+        """The server is overloaded: one connection fewer, no growth ``until`` then."""
         self._slow_start = self._growing = False
         self._base = None
-        self._retry_at = now + THROTTLE_HOLD
+        self._retry_at = until
         self._began, self._mark = now, None
+        return max(1, count - 1)

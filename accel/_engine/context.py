@@ -2,13 +2,14 @@
 
 A :class:`Context` is the narrow view of a :class:`~accel.Downloader` that the probe, the
 transfer and its workers get: the URL, the settings, a session factory, timeouts, the cancel
-event and the event sink. Nothing below the façade sees the ``Downloader`` itself.
+event and the event sink; and what the engine learns of the download on the way (whether
+its server has answered yet). Nothing below the façade sees the ``Downloader`` itself.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Tuple
 
 from accel import events as ev
@@ -19,7 +20,7 @@ from accel.options import Options
 
 @dataclass(frozen=True)
 class Context:
-    """One download's shared, read-only view for the engine's threads."""
+    """One download's shared view for the engine's threads (read-only but ``answered``)."""
 
     url: str
     options: Options
@@ -27,6 +28,9 @@ class Context:
     cancel: threading.Event
     emit: Callable[[ev.Event], None]
     report: Callable[[int], None]
+    #: Set once the download's server answered a request (a probe's): an unreachable host
+    #: after that is a transient failure, not a permanent error on first contact.
+    answered: threading.Event = field(default_factory=threading.Event, compare=False)
 
     @property
     def timeouts(self) -> Tuple[float, float]:

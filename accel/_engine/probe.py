@@ -13,8 +13,6 @@ outage to sit out. Once a download has had an answer, the same failures are retr
 from __future__ import annotations
 
 import logging
-import threading
-import weakref
 from typing import Optional, Tuple
 
 from accel._engine.context import Context, Restart
@@ -44,9 +42,6 @@ log = logging.getLogger(__name__)
 #: Retries of an unreachable host on first contact, and the longest wait before one.
 FIRST_CONTACT_RETRIES = 1
 FIRST_CONTACT_DELAY = 0.25
-
-#: The downloads (by cancel event) that have had an answer from their server.
-_answered: weakref.WeakSet[threading.Event] = weakref.WeakSet()
 
 
 class Probe:
@@ -130,7 +125,7 @@ def probe(
             except Retryable as exc:
                 retry = retry.increment(exc)
                 delay = retry.delay
-                if isinstance(exc, Unreachable) and ctx.cancel not in _answered:
+                if isinstance(exc, Unreachable) and not ctx.answered.is_set():
                     # The very first contact: a permanent error until shown otherwise.
                     if retry.exhausted(FIRST_CONTACT_RETRIES):
                         raise NetworkError(str(exc)) from None
@@ -160,7 +155,7 @@ def _ask_head(ctx: Context, session: Session) -> RemoteFile:
     no length is asked for its first byte instead.
     """
     resp = get(session, ctx.url, {}, ctx.timeouts, method="HEAD")
-    _answered.add(ctx.cancel)
+    ctx.answered.set()
     try:
         size = content_length(resp.headers)
         chunked = resp.headers.get("Transfer-Encoding", "").lower() == "chunked"
@@ -189,7 +184,7 @@ def _ask(
     """One try of the first request."""
     headers = {} if plain else range_headers(start, end, known)
     resp = get(session, ctx.url, headers, ctx.timeouts)
-    _answered.add(ctx.cancel)
+    ctx.answered.set()
     try:
         status = resp.status_code
         if status == 416:

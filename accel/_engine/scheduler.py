@@ -16,8 +16,13 @@ of one download, the claims workers hold on them, and decides:
   bytes fetched twice reach a cap;
 - after a 429/503 it runs fewer connections for a while (:meth:`Scheduler.throttle`).
 
-Workers update their :class:`Claim`'s ``pos`` lock-free (one attribute write per read); a
-segment's ``end`` only shrinks under the lock, at least one read ahead of its owner.
+The scheduler owns the claims and segments and changes them only under its lock: the
+policies get views of them (:mod:`accel._engine.views`) and answer decisions it applies;
+a worker changes its claim only through the scheduler's methods, but for its progress
+(``pos``, ``last_progress``: one lock-free attribute write per read) and what it reads with
+(``buffer``, ``response``). A segment's ``end`` only shrinks under the lock, at least one read
+ahead of its owner. The scheduler also owns the number of connections the download runs
+(:attr:`Scheduler.connections`, :meth:`Scheduler.resize`) and the cap a 429/503 puts on it.
 """
 
 from __future__ import annotations
@@ -26,90 +31,27 @@ import collections
 import logging
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from accel._disk.state import Row
 from accel._engine import stragglers as policy
-from accel._engine.sources import Source, SourcePool
+from accel._engine.claim import DEFAULT_READ_MARGIN as DEFAULT_READ_MARGIN
+from accel._engine.claim import Claim as Claim
+from accel._engine.sources import SourcePool
 from accel._engine.stragglers import JUDGE_AFTER as JUDGE_AFTER
 from accel._engine.stragglers import (
     MIN_STEAL_ETA as MIN_STEAL_ETA,  # re-exported: the policy's constants
 )
 from accel._engine.stragglers import STALL_AFTER as STALL_AFTER
+from accel._engine.views import ClaimView, SegmentView
 from accel._util.ranges import ALIGN, Segment
+from accel._util.units import human_rate
 from accel.limits import SlotLease
 
 log = logging.getLogger(__name__)
 
 #: How long a 429/503 keeps the number of connections lowered.
 THROTTLE_PERIOD = 30.0
-#: The read size assumed for a worker whose buffer is not known yet (no read is larger).
-DEFAULT_READ_MARGIN = 1024 * 1024
-
-
-class Claim:
-    """One worker's claim on a segment, from ``pos`` on.
-
-    ``pos`` and ``last_progress`` are written only by the worker (after each write returns)
-    and read by anyone. ``abort`` is set by the scheduler to make the worker let go
-    (``given_up`` too when the request was too slow: its remainder is requested again).
-    ``buffer`` (anything with a ``size``) bounds the worker's read in flight; ``response``
-    is the worker's business (the transfer closes it to wake a blocked read; the scheduler
-    tells a new request by it). ``meter`` is the scheduler's measurement of the request.
-    """
-
-    __slots__ = (
-        "abort",
-        "base",
-        "buffer",
-        "given_up",
-        "last_progress",
-        "lease",
-        "meter",
-        "pos",
-        "response",
-        "seg",
-        "source",
-        "started",
-        "until_eof",
-    )
-
-    def __init__(
-        self,
-        seg: Segment,
-        pos: int,
-        now: float,
-        *,
-        source: Optional[Source] = None,
-        lease: Optional[SlotLease] = None,
-        until_eof: bool = False,
-    ) -> None:
-        self.seg = seg
-        self.pos = pos
-        self.base = pos
-        self.abort = False
-        self.until_eof = until_eof
-        self.source = source
-        self.lease = lease
-        self.buffer: Any = None
-        self.response: Any = None
-        self.started = self.last_progress = now
-        self.given_up = False
-        self.meter = policy.Meter(now, pos)
-
-    def rate(self, now: float) -> float:
-        """Average bytes/s since the claim started (or was last re-based)."""
-        elapsed = now - self.started
-        return (self.pos - self.base) / elapsed if elapsed > 0 else 0.0
-
-    @property
-    def read_margin(self) -> int:
-        """The most the worker may be writing right now (its read size)."""
-        buffer = self.buffer
-        return int(buffer.size) if buffer is not None else DEFAULT_READ_MARGIN
-
-    def __repr__(self) -> str:
-        return f"Claim({self.seg!r}, pos={self.pos}, abort={self.abort})"
 
 
 class Scheduler:
@@ -131,6 +73,7 @@ class Scheduler:
         self.lock = threading.Lock()
         self.segments: List[Segment] = sorted(segments, key=lambda s: s.start)
         self.pool = pool
+        #: The connections to run ("auto" changes it: :meth:`resize`).
         self.connections = connections
         self.ranged = ranged
         self.until_eof = until_eof
@@ -141,8 +84,7 @@ class Scheduler:
         self.finished_rates: Deque[float] = collections.deque(maxlen=16)
         # Stolen tail pieces may be smaller than planned segments, down to 256 KiB.
         self.piece = max(min(min_split, 4 * ALIGN), min_split // 4)
-        self.cap = connections  # lowered for a while after 429/503
-        self.cap_until = 0.0
+        self._throttled: Optional[Tuple[int, float]] = None  # (cap, until) after a 429/503
         self.closed = False
         self.restarts: Dict[Segment, int] = {}  # stragglers restarted, per segment
         self.restarting: Dict[Segment, int] = {}  # given up on, to request again from there
@@ -182,6 +124,12 @@ class Scheduler:
         with self.lock:
             return [c for cs in self.claims.values() for c in cs]
 
+    def views(self) -> Tuple[List[ClaimView], int]:
+        """Views of every claim being worked on, and the bytes written (for the watchdog)."""
+        with self.lock:
+            views = [c.view() for cs in self.claims.values() for c in cs]
+            return views, sum(self._written(s) for s in self.segments)
+
     def final_size(self) -> int:
         """The size of the file once every segment is done."""
         with self.lock:
@@ -199,6 +147,20 @@ class Scheduler:
             live = sum(len(cs) for cs in self.claims.values())
             cells = segment_map(self.segments, self.claims, total, self._written, width)
         return written, live, cells
+
+    def _segment_views(self) -> List[SegmentView]:
+        return [
+            SegmentView(
+                seg,
+                seg.start,
+                seg.end,
+                seg.done,
+                tuple(c.view() for c in cs),
+                seg in self.restarting,
+                self.restarts.get(seg, 0),
+            )
+            for seg, cs in self.claims.items()
+        ]
 
     # -- claims -------------------------------------------------------------------------------
 
@@ -238,7 +200,8 @@ class Scheduler:
     def next_claim(self) -> Optional[Claim]:
         """Work for a free worker: a pending segment, a stolen tail, a hedge, or None."""
         with self.lock:
-            if self._over_cap(extra=1):
+            now = self.clock()
+            if self._over_cap(now, extra=1):
                 return None
             while self.pending:
                 seg = self.pending[0]
@@ -251,14 +214,10 @@ class Scheduler:
                 return claim
             if not self.ranged:
                 return None
-            now = self.clock()
-            policy.review(self, now)
-            typical = policy.typical_rate(self, now)
-            return (
-                policy.take_over(self)
-                or policy.steal(self, now, typical)
-                or policy.hedge(self, now, typical)
-            )
+            views = self._review(now)
+            typical = policy.typical_rate(views, now, self.finished_rates)
+            taken = self._take_over() or self._steal(views, now, typical)
+            return taken or self._hedge(views, now, typical)
 
     def review(self) -> List[Claim]:
         """Judge the live requests: stragglers are told to let go, to be requested again.
@@ -266,8 +225,91 @@ class Scheduler:
         Returns them, for the caller to wake (a read on a slow request may block a while).
         Meant to be called every tick; :meth:`next_claim` does it too.
         """
+        given_up: List[Claim] = []
         with self.lock:
-            return policy.review(self, self.clock())
+            self._review(self.clock(), given_up)
+        return given_up
+
+    def _review(self, now: float, given_up: Optional[List[Claim]] = None) -> List[SegmentView]:
+        """Measure every claim, apply the policy's restarts; the views after them."""
+        if not self.ranged or self.closed:
+            return self._segment_views()
+        for c in [c for cs in self.claims.values() for c in cs]:
+            first_read = c.meter.observe(now, c.pos, c.last_progress, c.response)
+            if first_read is not None:
+                self.first_reads.append(first_read)
+        views = self._segment_views()
+        verdict = policy.review(
+            views,
+            now,
+            finished_rates=self.finished_rates,
+            first_reads=self.first_reads,
+            restarts_left=self.restarts_left,
+        )
+        self.fresh, self.first_read = verdict.fresh, verdict.first_read
+        for restart in verdict.give_up:
+            claim, seg = restart.claim.ref, restart.segment.ref
+            claim.abort = claim.given_up = True
+            self.restarting[seg] = restart.resume_at
+            self.restarts[seg] = self.restarts.get(seg, 0) + 1
+            self.restarts_left -= 1
+            if given_up is not None:
+                given_up.append(claim)
+            log.info(
+                "request for bytes %d-%d at %s, a new one may get %s; reconnecting",
+                restart.claim.pos,
+                seg.end,
+                human_rate(restart.claim.window_rate(now)),
+                human_rate(verdict.fresh),
+            )
+        return self._segment_views() if verdict.give_up else views
+
+    def _take_over(self) -> Optional[Claim]:
+        """A new request for the rest of a segment whose straggler was given up."""
+        for seg, pos in list(self.restarting.items()):
+            if seg.done:
+                del self.restarting[seg]
+                continue
+            pos = max([pos, seg.pos, *(c.pos for c in self.claims.get(seg, ()))])
+            claim = self.claim_at(seg, pos)
+            if claim is not None:
+                del self.restarting[seg]
+            return claim
+        return None
+
+    def _steal(self, views: List[SegmentView], now: float, typical: float) -> Optional[Claim]:
+        """Split the tail of the slowest segment for an idle worker (the policy's choice)."""
+        choice = policy.steal(views, now, typical, connections=self.connections, piece=self.piece)
+        if choice is None:
+            return None
+        victim, point = choice.segment.ref, choice.point
+        new = Segment(point, victim.end)
+        stolen = self.claim_at(new)
+        if stolen is None:
+            return None
+        victim.end = point - 1
+        self.segments.append(new)
+        self.segments.sort(key=lambda s: s.start)
+        log.debug("stole %d-%d from segment at %d", new.start, new.end, victim.start)
+        return stolen
+
+    def _hedge(self, views: List[SegmentView], now: float, typical: float) -> Optional[Claim]:
+        """Race a straggling tail from its current position (the policy's choice)."""
+        choice = policy.hedge(
+            views,
+            now,
+            typical,
+            fresh=self.fresh,
+            first_read=self.first_read,
+            hedge_after=self.hedge_after,
+            wasted=self.wasted,
+            waste_cap=self.waste_cap,
+        )
+        if choice is None:
+            return None
+        victim: Claim = choice.ref
+        log.debug("hedging segment %d-%d from %d", victim.seg.start, victim.seg.end, victim.pos)
+        return self.claim_at(victim.seg, victim.pos)
 
     def release(self, claim: Claim) -> Tuple[Optional[Segment], List[Claim]]:
         """The worker lets go of ``claim``: fold its progress into the segment.
@@ -296,7 +338,7 @@ class Scheduler:
             if seg.done:
                 for other in claims:  # a hedge race is over: stop the loser
                     if not other.abort:
-                        self.wasted += policy.overlap(other, claim)
+                        self.wasted += policy.overlap(other.pos, other.base, claim.base)
                     other.abort = True
                     losers.append(other)
                 if not was_done:
@@ -307,6 +349,29 @@ class Scheduler:
                 else:
                     self.pending.append(seg)
         return completed, losers
+
+    def let_go(self, claim: Claim) -> None:
+        """Tell ``claim`` to let go (a let-go, not a failure: its worker counts no retry and
+        its segment is claimed again from where it stopped); the caller wakes its read."""
+        with self.lock:
+            claim.abort = True
+
+    def switch(self, claim: Claim, exc: BaseException) -> bool:
+        """Move ``claim`` to another source after ``exc``, if one is left."""
+        with self.lock:
+            assert claim.source is not None
+            got = self.pool.switch(claim.source, claim.lease, exc)
+            if got is None:
+                return False
+            claim.source, claim.lease = got
+            return True
+
+    def start_over(self, claim: Claim) -> None:
+        """A plain stream (no ranges) is to be fetched again from byte 0 by ``claim``'s
+        worker: nothing of it counts as written any more."""
+        with self.lock:
+            claim.pos = claim.base = 0
+            claim.seg.written = 0
 
     def end_at_eof(self, claim: Claim) -> None:
         """A stream of unknown length ended at ``claim.pos``: its length is now known."""
@@ -320,26 +385,42 @@ class Scheduler:
 
     # -- connection count ---------------------------------------------------------------------
 
-    def throttle(self) -> int:
-        """The server said 429/503: use one connection fewer for a while. Returns the cap."""
+    def resize(self, connections: int) -> None:
+        """Run ``connections`` from now on (the cap after a 429/503 still holds)."""
         with self.lock:
+            self.connections = connections
+
+    def throttle(self) -> Tuple[int, float]:
+        """The server said 429/503: use one connection fewer for ``THROTTLE_PERIOD``.
+
+        Returns the cap and until when it holds (on the scheduler's clock).
+        """
+        with self.lock:
+            now = self.clock()
             live = sum(len(cs) for cs in self.claims.values())
-            cap = max(1, min(self.cap, live) - 1)
-            if cap < self.cap:
+            current = self._cap(now)
+            cap = max(1, min(current, live) - 1)
+            if cap < current:
                 log.info("server is overloaded (429/503): using at most %d connections", cap)
-            self.cap = cap
-            self.cap_until = self.clock() + THROTTLE_PERIOD
-            return cap
+            self._throttled = (cap, now + THROTTLE_PERIOD)
+            return self._throttled
 
     def over_cap(self) -> bool:
         """Whether more connections are live than the current cap allows."""
         with self.lock:
-            return self._over_cap()
+            return self._over_cap(self.clock())
 
-    def _over_cap(self, extra: int = 0) -> bool:
-        if self.cap < self.connections and self.clock() >= self.cap_until:
-            self.cap = self.connections
-        return sum(len(cs) for cs in self.claims.values()) + extra > self.cap
+    def _cap(self, now: float) -> int:
+        """The connections allowed at ``now``: the count, or less after a 429/503."""
+        throttled = self._throttled
+        if throttled is not None:
+            if now < throttled[1]:
+                return throttled[0]
+            self._throttled = None
+        return self.connections
+
+    def _over_cap(self, now: float, extra: int = 0) -> bool:
+        return sum(len(cs) for cs in self.claims.values()) + extra > self._cap(now)
 
 
 def segment_map(

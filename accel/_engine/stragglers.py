@@ -6,25 +6,23 @@ request is judged soon after it starts, on the most its progress could mean, and
 is *restarted*: it lets go and its remainder is requested again whole (never split into ever
 smaller pieces; a stolen piece is worth a request). At the end, an idle worker races a request
 that has not shown yet that it is fast. Restarts are capped per segment and per download,
-races by speed by the bytes they fetch twice. Pure functions of claims, rates and a time; the
-ones taking a :class:`~accel._engine.scheduler.Scheduler` are called under its lock.
+races by speed by the bytes they fetch twice.
+
+Pure functions of plain values: views of the claims and segments (:mod:`accel._engine.views`),
+rates and a time. They answer decisions (:class:`Review`'s restarts, a :class:`Steal`, a claim
+to race); the scheduler takes the views under its lock and applies the decisions. Only
+:class:`Meter`, the scheduler's measurement of one request, keeps state (its owner's lock).
 """
 
 from __future__ import annotations
 
-import collections
-import logging
 import math
-from typing import TYPE_CHECKING, Any, Deque, Iterable, List, Optional, Tuple
+from typing import Any, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 from accel._engine.plan import steal_point
-from accel._util.ranges import ALIGN, MiB, Segment
-from accel._util.units import human_rate
-
-if TYPE_CHECKING:
-    from accel._engine.scheduler import Claim, Scheduler
-
-log = logging.getLogger(__name__)
+from accel._engine.views import ClaimView, SegmentView
+from accel._util.meter import RateWindow
+from accel._util.ranges import ALIGN, MiB
 
 #: Seconds a connection must have run before its speed is trusted for stealing and hedging.
 JUDGE_AFTER = 0.15
@@ -79,62 +77,51 @@ class Meter:
     """What the scheduler measured of a claim's current request (kept under its lock).
 
     A claim may span several requests (the probe's response, then the rest; a retry): a
-    new ``claim.response`` starts a new measurement.
+    new response starts a new measurement. ``window`` is the request's recent speed.
     """
 
-    __slots__ = ("first_read", "response", "samples", "since", "start")
+    __slots__ = ("first_read", "response", "since", "start", "window")
 
     def __init__(self, now: float, pos: int, response: Any = None) -> None:
+        self._begin(now, pos, response)
+
+    def _begin(self, now: float, pos: int, response: Any) -> None:
         self.since = now  # when the request started (or was first seen)
         self.start = pos  # the offset it started at
         self.response = response
         self.first_read: Optional[float] = None  # seconds from ``since`` to its first write
-        self.samples: Deque[Tuple[float, int]] = collections.deque([(now, pos)])
+        self.window = RateWindow(now, pos, span=WINDOW, every=SAMPLE_EVERY)
+
+    def observe(self, now: float, pos: int, last_progress: float, response: Any) -> Optional[float]:
+        """Sample the claim's ``pos`` (its request: ``response``); returns its first read's
+        time the first time it is seen (only when seen within ``WINDOW``: later, the time
+        would say little)."""
+        if response is not None and response is not self.response:
+            if self.response is not None:  # a new request on the same claim
+                self._begin(now, pos, response)
+            self.response = response
+        self.window.add(now, pos)
+        if self.first_read is None and pos > self.start:
+            self.first_read = max(0.0, min(last_progress, now) - self.since)
+            if now - self.since <= WINDOW:
+                return self.first_read
+        return None
 
 
-def observe(claim: Claim, now: float) -> Optional[float]:
-    """Sample ``claim``'s position; returns its first read's time the first time it is seen
-    (only when seen within ``WINDOW``: later, the time would say little)."""
-    meter = claim.meter
-    response = claim.response
-    if response is not None and response is not meter.response:
-        if meter.response is not None:  # a new request on the same claim
-            claim.meter = meter = Meter(now, claim.pos)
-        meter.response = response
-    samples = meter.samples
-    if now - samples[-1][0] >= SAMPLE_EVERY:
-        samples.append((now, claim.pos))
-    while len(samples) > 2 and now - samples[1][0] >= WINDOW:
-        samples.popleft()
-    if meter.first_read is None and claim.pos > meter.start:
-        meter.first_read = max(0.0, min(claim.last_progress, now) - meter.since)
-        if now - meter.since <= WINDOW:
-            return meter.first_read
-    return None
-
-
-def window_rate(claim: Claim, now: float, extra: int = 0) -> float:
-    """Bytes/s of the current request over the last ``WINDOW`` seconds or so.
-
-    ``extra`` bytes are counted as if written (the read in flight, for an upper bound).
-    """
-    since, pos = claim.meter.samples[0]
-    elapsed = now - since
-    return (claim.pos - pos + extra) / elapsed if elapsed > 0 else 0.0
-
-
-def judgeable(claim: Claim, now: float, first_read: float) -> bool:
+def judgeable(claim: ClaimView, now: float, first_read: float) -> bool:
     """Whether ``claim``'s request ran long enough to judge its speed: ``JUDGE_FIRST``, or
     ``FIRST_READ_FACTOR`` times a typical ``first_read`` if longer (a slow round trip is not
     a slow request). One with no byte yet is not judged while ``first_read`` is unknown (0).
     """
-    age = now - claim.meter.since
+    age = now - claim.since
     if age < max(JUDGE_FIRST, FIRST_READ_FACTOR * first_read):
         return False
-    return claim.pos > claim.meter.start or first_read > 0
+    return claim.pos > claim.since_pos or first_read > 0
 
 
-def straggling(claim: Claim, now: float, fresh: float, first_read: float, remaining: int) -> bool:
+def straggling(
+    claim: ClaimView, now: float, fresh: float, first_read: float, remaining: int
+) -> bool:
     """Whether restarting ``claim`` on a new request should finish its ``remaining`` bytes
     clearly sooner than it would, when a new request runs at ``fresh`` bytes/s.
 
@@ -143,16 +130,16 @@ def straggling(claim: Claim, now: float, fresh: float, first_read: float, remain
     """
     if fresh <= 0 or not judgeable(claim, now, first_read):
         return False
-    if window_rate(claim, now, claim.read_margin) >= SLOW_SHARE * fresh:
+    if claim.window_rate(now, claim.read_margin) >= SLOW_SHARE * fresh:
         return False
-    rate = window_rate(claim, now)
+    rate = claim.window_rate(now)
     eta = remaining / rate if rate > 0 else math.inf
     return eta - (remaining / fresh + JUDGE_FIRST) > RESTART_GAIN
 
 
-def overlap(loser: Claim, winner: Claim) -> int:
-    """Bytes two claims racing on one segment both fetched (``loser`` stopped at its pos)."""
-    return max(0, loser.pos - max(loser.base, winner.base))
+def overlap(loser_pos: int, loser_base: int, winner_base: int) -> int:
+    """Bytes two claims racing on one segment both fetched (the loser stopped at its pos)."""
+    return max(0, loser_pos - max(loser_base, winner_base))
 
 
 def waste_cap(size: int) -> int:
@@ -168,87 +155,99 @@ def min_piece(piece: int, typical: float) -> int:
     return max(piece, worth - worth % ALIGN)
 
 
-def review(sched: Scheduler, now: float) -> List[Claim]:
-    """Measure every claim; give up on the stragglers that are worth restarting."""
-    if not sched.ranged or sched.closed:
-        return []
-    rates = list(sched.finished_rates)
-    for cs in sched.claims.values():
-        for claim in cs:
-            first_read = observe(claim, now)
-            if first_read is not None:
-                sched.first_reads.append(first_read)
-            if not claim.abort and now - claim.meter.since >= JUDGE_FIRST:
-                rates.append(window_rate(claim, now))
-    fresh = sched.fresh = fresh_rate(rates)
+class GiveUp(NamedTuple):
+    """Restart ``claim``, the newest request on ``segment``: it lets go, and its remainder
+    is requested again from ``resume_at`` (the furthest any claim on it got)."""
+
+    claim: ClaimView
+    segment: SegmentView
+    resume_at: int
+
+
+class Review(NamedTuple):
+    """What a review found: what a new request may expect (``fresh`` bytes/s), a typical
+    request's ``first_read`` (seconds to its first write, 0 if unknown), whom to restart."""
+
+    fresh: float
+    first_read: float
+    give_up: List[GiveUp]
+
+
+def review(
+    segments: Sequence[SegmentView],
+    now: float,
+    *,
+    finished_rates: Iterable[float],
+    first_reads: Iterable[float],
+    restarts_left: int,
+) -> Review:
+    """Judge the live requests: the stragglers worth restarting (at most ``restarts_left``,
+    and ``MAX_RESTARTS`` per segment), given the speeds of finished claims and the first-read
+    times seen."""
+    rates = list(finished_rates)
+    for seg in segments:
+        for claim in seg.claims:
+            if not claim.aborted and now - claim.since >= JUDGE_FIRST:
+                rates.append(claim.window_rate(now))
+    fresh = fresh_rate(rates)
     # Each first read is known to within a review's period: the lower quartile is typical.
-    first_read = sched.first_read = quantile(sched.first_reads, 0.25)
-    given_up: List[Claim] = []
-    for seg, cs in sched.claims.items():
-        active = [c for c in cs if not c.abort]
-        if not active or seg.done or seg in sched.restarting or active[0].until_eof:
+    first_read = quantile(first_reads, 0.25)
+    given_up: List[GiveUp] = []
+    for seg in segments:
+        active = [c for c in seg.claims if not c.aborted]
+        if not active or seg.done or seg.restarting or active[0].until_eof:
             continue
-        if sched.restarts_left <= 0 or sched.restarts.get(seg, 0) >= MAX_RESTARTS:
+        if restarts_left <= 0 or seg.restarts >= MAX_RESTARTS:
             continue
         remaining = seg.end + 1 - max(c.pos for c in active)
         if not all(straggling(c, now, fresh, first_read, remaining) for c in active):
             continue  # one of them (racing) is fast enough
-        claim = max(active, key=lambda c: c.meter.since)  # the newest request goes
-        claim.abort = claim.given_up = True
-        sched.restarting[seg] = max(c.pos for c in cs)
-        sched.restarts[seg] = sched.restarts.get(seg, 0) + 1
-        sched.restarts_left -= 1
-        given_up.append(claim)
-        log.info(
-            "request for bytes %d-%d at %s, a new one may get %s; reconnecting",
-            claim.pos,
-            seg.end,
-            human_rate(window_rate(claim, now)),
-            human_rate(fresh),
-        )
-    return given_up
+        claim = max(active, key=lambda c: c.since)  # the newest request goes
+        given_up.append(GiveUp(claim, seg, max(c.pos for c in seg.claims)))
+        restarts_left -= 1
+    return Review(fresh, first_read, given_up)
 
 
-def take_over(sched: Scheduler) -> Optional[Claim]:
-    """A new request for the rest of a segment whose straggler was given up."""
-    for seg, pos in list(sched.restarting.items()):
-        if seg.done:
-            del sched.restarting[seg]
-            continue
-        pos = max([pos, seg.pos, *(c.pos for c in sched.claims.get(seg, ()))])
-        claim = sched.claim_at(seg, pos)
-        if claim is not None:
-            del sched.restarting[seg]
-        return claim
-    return None
-
-
-def typical_rate(sched: Scheduler, now: float) -> float:
-    """The median speed of a connection: finished claims and live ones old enough to judge."""
-    rates = list(sched.finished_rates)
-    rates += [
-        c.rate(now) for cs in sched.claims.values() for c in cs if now - c.started > JUDGE_AFTER
-    ]
+def typical_rate(segments: Sequence[SegmentView], now: float, finished: Iterable[float]) -> float:
+    """The median speed of a connection: ``finished`` claims' and live ones old enough to
+    judge."""
+    rates = list(finished)
+    rates += [c.rate(now) for s in segments for c in s.claims if now - c.started > JUDGE_AFTER]
     rates = [r for r in rates if r > 0]
     return sorted(rates)[len(rates) // 2] if rates else 0.0
 
 
-def steal(sched: Scheduler, now: float, typical: float) -> Optional[Claim]:
-    """Split the tail of the slowest segment for an idle worker.
+class Steal(NamedTuple):
+    """Split ``segment`` at ``point``: a new request takes ``point`` to its end."""
+
+    segment: SegmentView
+    point: int
+
+
+def steal(
+    segments: Sequence[SegmentView],
+    now: float,
+    typical: float,
+    *,
+    connections: int,
+    piece: int,
+) -> Optional[Steal]:
+    """Where to split the tail of the slowest segment for an idle worker.
 
     The owner keeps what it can fetch in about the time the thief needs for the rest
     (an even split between equals; a straggler keeps little), and at least one read; the
-    thief gets at least :func:`min_piece`.
+    thief gets at least :func:`min_piece` of ``piece``. ``connections`` is the count the
+    download runs.
     """
     live = [
-        (seg, cs[0])
-        for seg, cs in sched.claims.items()
-        if len(cs) == 1 and not cs[0].abort and not seg.done
+        (seg, seg.claims[0])
+        for seg in segments
+        if len(seg.claims) == 1 and not seg.claims[0].aborted and not seg.done
     ]
     # Workers without a claim (this thief included) will share what the victim gives up.
-    idle = max(1, sched.connections - sum(len(cs) for cs in sched.claims.values()))
-    piece = min_piece(sched.piece, typical)
-    best: Optional[Tuple[float, Segment, int]] = None
+    idle = max(1, connections - sum(len(seg.claims) for seg in segments))
+    piece = min_piece(piece, typical)
+    best: Optional[Tuple[float, SegmentView, int]] = None
     for seg, claim in live:
         young = now - claim.started <= JUDGE_AFTER  # too early to judge its speed
         if young and typical <= 0:
@@ -266,47 +265,48 @@ def steal(sched: Scheduler, now: float, typical: float) -> Optional[Claim]:
             best = (eta, seg, point)
     if best is None:
         return None
-    _, victim, point = best
-    new = Segment(point, victim.end)
-    stolen = sched.claim_at(new)
-    if stolen is None:
-        return None
-    victim.end = point - 1
-    sched.segments.append(new)
-    sched.segments.sort(key=lambda s: s.start)
-    log.debug("stole %d-%d from segment at %d", new.start, new.end, victim.start)
-    return stolen
+    return Steal(best[1], best[2])
 
 
-def unproven(sched: Scheduler, claim: Claim, now: float) -> bool:
+def unproven(claim: ClaimView, now: float, fresh: float, first_read: float) -> bool:
     """Whether ``claim``'s request could be judged but has not shown it is no straggler."""
-    if sched.fresh <= 0 or not judgeable(claim, now, sched.first_read):
+    if fresh <= 0 or not judgeable(claim, now, first_read):
         return False
-    return window_rate(claim, now) < SLOW_SHARE * sched.fresh
+    return claim.window_rate(now) < SLOW_SHARE * fresh
 
 
-def hedge(sched: Scheduler, now: float, typical: float) -> Optional[Claim]:
-    """Race a straggling tail from its current position with an idle worker.
+def hedge(
+    segments: Sequence[SegmentView],
+    now: float,
+    typical: float,
+    *,
+    fresh: float,
+    first_read: float,
+    hedge_after: float,
+    wasted: int,
+    waste_cap: int,
+) -> Optional[ClaimView]:
+    """The claim to race from its current position with an idle worker, if any.
 
     A segment is raced when it made no progress for a second (or ``hedge_after``, if
-    longer); or, while the bytes fetched twice are under the cap: when its request could be
-    judged but has not shown yet that it is fast (at the end: nothing else is left to do,
-    and a race needs no restart), or when a typical connection would finish what is left
-    more than ``hedge_after`` seconds sooner (and in under half the time).
+    longer); or, while the bytes fetched twice (``wasted``) are under ``waste_cap``: when
+    its request could be judged but has not shown yet that it is fast (at the end: nothing
+    else is left to do, and a race needs no restart), or when a ``typical`` connection would
+    finish what is left more than ``hedge_after`` seconds sooner (and in under half the time).
     """
-    best: Optional[Tuple[float, Claim]] = None
-    for seg, cs in sched.claims.items():
-        if len(cs) != 1 or cs[0].abort or seg.done:
+    best: Optional[Tuple[float, ClaimView]] = None
+    for seg in segments:
+        if len(seg.claims) != 1 or seg.claims[0].aborted or seg.done:
             continue
-        claim = cs[0]
+        claim = seg.claims[0]
         remaining = seg.end + 1 - claim.pos
         stalled = now - claim.last_progress
-        if stalled < max(STALL_AFTER, sched.hedge_after):
-            if sched.wasted >= sched.waste_cap:
+        if stalled < max(STALL_AFTER, hedge_after):
+            if wasted >= waste_cap:
                 continue  # racing by speed has cost enough
-            affordable = sched.wasted + remaining <= sched.waste_cap
-            if affordable and unproven(sched, claim, now):
-                eta = remaining / (SLOW_SHARE * sched.fresh)  # at most that fast
+            affordable = wasted + remaining <= waste_cap
+            if affordable and unproven(claim, now, fresh, first_read):
+                eta = remaining / (SLOW_SHARE * fresh)  # at most that fast
             elif now - claim.started < JUDGE_AFTER or claim.pos == claim.base:
                 # Too early to judge its speed; a request still waiting for its first
                 # byte is raced only once it counts as stalled (a slow round trip is
@@ -315,15 +315,11 @@ def hedge(sched: Scheduler, now: float, typical: float) -> Optional[Claim]:
             else:
                 rate = claim.rate(now)
                 eta = remaining / rate if rate > 0 else float("inf")
-                fresh = remaining / typical if typical > 0 else 0.0
-                if eta - fresh < sched.hedge_after or eta < 2 * fresh:
+                typical_eta = remaining / typical if typical > 0 else 0.0
+                if eta - typical_eta < hedge_after or eta < 2 * typical_eta:
                     continue  # a new connection would not finish clearly sooner
         else:
             eta = float("inf")
         if best is None or eta > best[0]:
             best = (eta, claim)
-    if best is None:
-        return None
-    victim = best[1]
-    log.debug("hedging segment %d-%d from %d", victim.seg.start, victim.seg.end, victim.pos)
-    return sched.claim_at(victim.seg, victim.pos)
+    return best[1] if best is not None else None

@@ -4,8 +4,10 @@ The calling thread is the only one that delivers events, reports progress and sa
 sidecar; workers only fetch and write. The loop ends when every byte is written, on the
 first error, or on cancel; then the workers wind down and the state is saved.
 
-With ``connections="auto"`` the loop also asks an :class:`~accel._engine.autoscale.Autoscaler`
-how many workers to run: it starts more, or lets the last ones go after their claim.
+The scheduler keeps the number of connections to run. With ``connections="auto"`` the loop
+asks an :class:`~accel._engine.autoscale.Autoscaler` for it (told of each 429/503 a worker
+met), applies its answer to the scheduler, and starts more workers, or lets the last ones go
+after their claim. It applies the low-speed watchdog's verdicts too (see :meth:`_watch`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from accel._util.meter import RateMeter
 from accel._util.ranges import Segment
 from accel._util.remote import RangesUnsupported, RemoteChanged, RemoteFile
 from accel.exceptions import AccelError, CancelledError
-from accel.limits import SlotLease
+from accel.limits import RateLimiter, SlotLease
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,7 @@ class Transfer:
         self.autoscaler: Optional[Autoscaler] = None
         self._worker: Optional[Worker] = None
         self._slots: Dict[int, threading.Thread] = {}  # the thread of each worker slot
-        self._target = opts.initial_connections
-        self._cap_until = self.scheduler.cap_until  # changes when a 429/503 throttles
+        self._throttled_until: Optional[float] = None  # a 429/503 since the last _scale
         self.reported = self.scheduler.written()
         self.meter = RateMeter(self.reported)
         self._released = False
@@ -96,7 +97,11 @@ class Transfer:
         self._alive = 0
         self._last_commit = self._last_sync = self._next_tick = 0.0
         self.floor = SpeedFloor(
-            opts, self.reported, ranged=ranged, resumable=self.committer.side is not None
+            int(opts.low_speed_limit),
+            opts.low_speed_time,
+            self.reported,
+            ranged=ranged,
+            resumable=self.committer.side is not None,
         )
 
     def run(
@@ -205,7 +210,7 @@ class Transfer:
         return False
 
     def _halt(self) -> None:
-        """Stop the workers now, waking any read (any thread)."""
+        """Stop the workers now, waking any read (any thread); they end on their own."""
         self.stop.set()
         self.scheduler.close()
         for claim in self.scheduler.live():
@@ -228,9 +233,9 @@ class Transfer:
         session: Session,
     ) -> None:
         # Spare workers steal from the others.
-        count = self._target if self.scheduler.has_work() or claim is not None else 0
+        count = self.scheduler.connections if self.scheduler.has_work() or claim is not None else 0
         if count and self.ctx.options.auto:
-            self.autoscaler = Autoscaler(self.ctx.options.max_connections, start=count)
+            self.autoscaler = Autoscaler(self.ctx.options.max_connections)
         self._worker = Worker(
             self.ctx, self.scheduler, self.pool, self.part.fd, self.remote, self.stop, self.messages
         )
@@ -242,12 +247,13 @@ class Transfer:
                 self._spawn(i)
 
     def _spawn(self, slot: int, args: Tuple[Any, ...] = ()) -> None:
-        """Start the worker thread of ``slot`` (with "auto", it lets go once the target
+        """Start the worker thread of ``slot`` (with "auto", it lets go once the count
         drops to ``slot`` or below)."""
         assert self._worker is not None
         keep: Optional[Callable[[], bool]] = None
         if self.autoscaler is not None:
-            keep = lambda: slot < self._target  # noqa: E731
+            scheduler = self.scheduler
+            keep = lambda: slot < scheduler.connections  # noqa: E731
         t = threading.Thread(
             target=self._worker.run,
             args=args,
@@ -264,13 +270,12 @@ class Transfer:
         """With "auto": follow the autoscaler's count (more workers, or fewer)."""
         if self.autoscaler is None:
             return
-        cap_until = self.scheduler.cap_until
-        throttled, self._cap_until = cap_until != self._cap_until, cap_until
-        target = self.autoscaler.update(self.reported, throttled)
-        if target != self._target:
+        throttled, self._throttled_until = self._throttled_until, None
+        count = self.scheduler.connections
+        target = self.autoscaler.update(count, self.reported, throttled)
+        if target != count:
             log.info("%s: auto: %d connections", self.ctx.shown_url, target)
-            self._target = target
-            self.scheduler.connections = target  # its cap after a 429/503 and its steal split
+            self.scheduler.resize(target)
         for slot in range(target):
             t = self._slots.get(slot)
             if t is None or not t.is_alive():
@@ -316,6 +321,9 @@ class Transfer:
                 self._error = payload
         elif kind == "exit":
             self._alive -= 1
+        elif kind == "throttled":  # the scheduler lowered its cap until then
+            until = payload
+            self._throttled_until = max(until, self._throttled_until or until)
         elif kind == "event":
             self.ctx.emit(payload)
 
@@ -328,10 +336,8 @@ class Transfer:
                 return self._error
 
     def _wind_down(self) -> None:
-        self.stop.set()
-        self.scheduler.close()
-        for claim in self.scheduler.live():
-            interrupt(claim.response)
+        """Stop the workers and wait a little for them to end (the run thread)."""
+        self._halt()
         deadline = time.monotonic() + STOP_GRACE
         for t in self.workers:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -344,8 +350,19 @@ class Transfer:
         self.ctx.report(delta)
 
     def _watch(self, now: float) -> Optional[AccelError]:
-        """The low-speed watchdog (see :class:`accel._engine.watchdog.SpeedFloor`)."""
-        return self.floor.check(now, self.scheduler)
+        """The low-speed watchdog (see :class:`accel._engine.watchdog.SpeedFloor`): replace
+        the connections it finds too slow; the error that ends the attempt, or None."""
+        if not self.floor.limit:
+            return None
+        live, written = self.scheduler.views()
+        limiter = self.ctx.options.limit_rate
+        held = isinstance(limiter, RateLimiter) and limiter.reserve(0) > 0
+        verdict = self.floor.check(now, live, written, held=held)
+        for view in verdict.replace:
+            claim: Claim = view.ref
+            self.scheduler.let_go(claim)  # a let-go, not a failure: no retry is counted
+            interrupt(claim.response)
+        return verdict.error
 
     def release(self) -> None:
         """Close the part file once no thread can write to it any more."""

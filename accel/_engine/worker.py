@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 #: Seconds an idle worker waits before asking the scheduler for work again.
 TICK = 0.05
 
-#: What workers put on their transfer's queue: ("event", Event), ("error", exc), ("exit", None).
+#: What workers put on their transfer's queue: ("event", Event), ("error", exc), ("exit", None),
+#: ("throttled", until) once the scheduler lowered its cap after a 429/503, until then.
 Message = Tuple[str, Any]
 
 
@@ -168,7 +169,7 @@ class Worker:
                     # Stopped, or the response covered only part of the segment (the probe):
                     # the loop asks for the rest on the same connection.
                 except (NetworkError, HTTPError, RemoteChanged) as exc:
-                    if claim.abort or self.stop.is_set() or not self._switch(claim, exc):
+                    if claim.abort or self.stop.is_set() or not self.scheduler.switch(claim, exc):
                         raise
                     retry, progress_mark = retry.reset(), claim.pos
                 except Retryable as exc:
@@ -187,12 +188,13 @@ class Worker:
                     if retry.exhausted(2 if self.pool.several_alive() else None):
                         where = redact(claim.source.url if claim.source else self.ctx.url)
                         error = retry.give_up(exc, where)
-                        if self._switch(claim, error):
+                        if self.scheduler.switch(claim, error):
                             retry, progress_mark = retry.reset(), claim.pos
                             continue
                         raise error from None
                     if exc.status in (429, 503):
-                        self.scheduler.throttle()
+                        _, until = self.scheduler.throttle()
+                        self.messages.put(("throttled", until))
                     self.messages.put(
                         (
                             "event",
@@ -208,8 +210,7 @@ class Worker:
                         retry.delay,
                     )
                     if not self.scheduler.ranged:
-                        claim.pos = claim.base = 0  # a plain stream starts over from byte 0
-                        claim.seg.written = 0
+                        self.scheduler.start_over(claim)  # a plain stream starts from byte 0
                     self.stop.wait(retry.delay)
                 finally:
                     claim.response = None
@@ -222,15 +223,6 @@ class Worker:
                 interrupt(loser.response)
             if completed is not None:
                 self.messages.put(("event", ev.SegmentCompleted(completed.start, completed.end)))
-
-    def _switch(self, claim: Claim, exc: BaseException) -> bool:
-        """Move ``claim`` to another source, if one is left."""
-        assert claim.source is not None
-        got = self.pool.switch(claim.source, claim.lease, exc)
-        if got is None:
-            return False
-        claim.source, claim.lease = got
-        return True
 
     def _request(self, session: Session, claim: Claim) -> Response:
         source = claim.source

@@ -35,9 +35,10 @@ class Segment:
     """A range being downloaded; ``written`` counts its leading bytes already on disk.
 
     ``end`` only ever shrinks (when another worker steals the tail) and ``written`` only
-    grows. A single attribute read is atomic, so a worker may read ``end`` without a lock;
-    changes to ``end`` happen under the scheduler's lock, at least one read ahead of the
-    owner's position (see :func:`steal_point`).
+    grows (but for a plain stream that starts over from byte 0). A single attribute read is
+    atomic, so a worker may read ``end`` without a lock; changes to either happen under the
+    scheduler's lock, ``end`` at least one read ahead of the owner's position (see
+    :func:`steal_point`).
     """
 
     __slots__ = ("end", "start", "written")

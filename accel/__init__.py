@@ -33,7 +33,7 @@ from accel.version import __version__
 if TYPE_CHECKING:  # for type checkers; at run time these load on first use
     import os
     from pathlib import Path
-    from typing import Union
+    from typing import Callable, Union
 
     from accel.aio import AsyncDownload, AsyncManager, adownload
     from accel.downloader import Downloader
@@ -103,7 +103,11 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-def download(url: str, output: Union[str, os.PathLike[str], None] = None, **options: Any) -> Path:
+def download(
+    url: Union[str, Callable[[], str]],
+    output: Union[str, os.PathLike[str], None] = None,
+    **options: Any,
+) -> Path:
     """Download ``url`` (see :class:`Downloader` for the options); return the file's path."""
     from accel.downloader import Downloader
 

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, AsyncIterator, Generator, Optional, Set, Union
 
-from accel.downloader import Downloader
+from accel.downloader import URL, Downloader
 from accel.manager import Manager
 
 __all__ = ["AsyncDownload", "AsyncManager", "adownload"]
@@ -29,7 +29,7 @@ __all__ = ["AsyncDownload", "AsyncManager", "adownload"]
 PathLike = Union[str, "os.PathLike[str]", None]
 
 
-async def adownload(url: str, output: PathLike = None, **options: Any) -> Path:
+async def adownload(url: URL, output: PathLike = None, **options: Any) -> Path:
     """Download ``url`` (options as for :class:`~accel.Downloader`); return the file's path.
 
     Raises what :meth:`accel.Downloader.run` raises. Cancelling the awaiting task cancels
@@ -114,7 +114,7 @@ class AsyncManager:
         """The Manager underneath (progress(), options)."""
         return self._manager
 
-    def add(self, url: str, output: PathLike = None, **settings: Any) -> AsyncDownload:
+    def add(self, url: URL, output: PathLike = None, **settings: Any) -> AsyncDownload:
         """Queue a download (arguments as :meth:`accel.Manager.add`); call it from the loop."""
         loop = asyncio.get_running_loop()
         if self._ended is None:

@@ -28,20 +28,26 @@ from accel._disk.storage import (
     finalize,
     prepare_directory,
 )
-from accel._engine.context import Context, Restart
+from accel._engine.context import Context, Restart, record_url
 from accel._engine.plan import initial_plan, resume_plan
 from accel._engine.probe import Probe, probe
 from accel._engine.scheduler import DEFAULT_READ_MARGIN
-from accel._engine.sources import mirror_sources
+from accel._engine.sources import mint, mirror_sources
 from accel._engine.transfer import Transfer
 from accel._http.base import Session
-from accel._http.fetch import first_byte
+from accel._http.fetch import REFRESH_STATUSES, first_byte
 from accel._http.session import SessionFactory, SessionPool, new_session
 from accel._util.names import output_path
 from accel._util.ranges import Segment
 from accel._util.remote import RemoteFile, http_date_to_timestamp
 from accel._util.urls import check_url, origin, redact
-from accel.exceptions import AccelError, CancelledError, RemoteChangedError, local_error
+from accel.exceptions import (
+    AccelError,
+    CancelledError,
+    HTTPError,
+    RemoteChangedError,
+    local_error,
+)
 from accel.future import DownloadFuture, Listener
 from accel.options import Options, resolve
 
@@ -49,6 +55,11 @@ if TYPE_CHECKING:
     from accel.bars import FileBar, ProgressOption
 
 log = logging.getLogger(__name__)
+
+#: A URL, or a zero-argument callable that returns one (called when the download is made,
+#: and again whenever the current link answers 401, 403, 404 or 410: a presigned link that
+#: expired is replaced by a fresh one without losing what was downloaded).
+URL = Union[str, Callable[[], str]]
 
 #: How often the remote may change under one download before accel gives up.
 MAX_RESTARTS = 3
@@ -87,6 +98,7 @@ class Downloader(DownloadFuture):
         "_on_event",
         "_on_progress",
         "_output",
+        "_provider",
         "_session_factory",
         "_sessions",
         "_transfer",
@@ -97,7 +109,7 @@ class Downloader(DownloadFuture):
 
     def __init__(
         self,
-        url: str,
+        url: URL,
         output: Union[str, os.PathLike[str], None] = None,
         *,
         directory: Union[str, os.PathLike[str], None] = None,
@@ -110,6 +122,10 @@ class Downloader(DownloadFuture):
         progress: ProgressOption = False,
         **settings: Any,
     ) -> None:
+        self._provider: Optional[Callable[[], str]] = None
+        if callable(url):
+            self._provider = url
+            url = mint(url)
         self.url = check_url(url)
         self.options = resolve(options, **settings)
         self._bar: Optional[FileBar] = None
@@ -240,8 +256,12 @@ class Downloader(DownloadFuture):
                 self._cancel_event(),
                 self._emit,
                 self._report,
+                provider=self._provider,
             )
         return self._ctx
+
+    def _record_url(self) -> str:
+        return record_url(self.url, provided=self._provider is not None)
 
     def _target(self) -> Path:
         """The output path, as far as it is known before the probe (see :func:`output_path`)."""
@@ -263,6 +283,7 @@ class Downloader(DownloadFuture):
         restarts = 0
         discard = False
         single_stream = False
+        minted = False
         while True:
             if self._cancel_event().is_set():
                 raise CancelledError("cancelled")
@@ -270,6 +291,16 @@ class Downloader(DownloadFuture):
                 return self._attempt(discard=discard, single_stream=single_stream)
             except _Again:
                 continue  # e.g. look for an earlier run under the server's name
+            except HTTPError as exc:
+                # A minted link that expired before the first request: mint another, once.
+                if self._provider is None or minted or exc.status not in REFRESH_STATUSES:
+                    raise
+                minted = True
+                log.info(
+                    "%s answered %s: asking the URL provider again", redact(self.url), exc.status
+                )
+                self.url = mint(self._provider)
+                self._ctx = None
             except Restart as exc:
                 restarts += 1
                 if restarts > MAX_RESTARTS:
@@ -295,7 +326,7 @@ class Downloader(DownloadFuture):
                 state.remove(side)
             else:
                 keep = self.options.checksum is not None
-                record = state.load_vetted(side, redact(self.url), keep_complete=keep)
+                record = state.load_vetted(side, self._record_url(), keep_complete=keep)
             segments: List[Segment] = []
             look = False
             if record is not None:
@@ -447,7 +478,7 @@ class Downloader(DownloadFuture):
         if self.options.checksum:
             # On a mismatch the data stays, recorded as complete: the right checksum
             # finishes it without fetching the body again.
-            url = redact(self.url)
+            url = self._record_url()
             kept = state.complete_record(url, size, validators, synced=self.options.fsync)
             checked = completion_of(self).verify(part_path, side, self.url, kept)
         elif self.options.server_digest and remote.digests:

@@ -38,7 +38,7 @@ from typing import (
 from accel import events as ev
 from accel._http.session import SessionFactory, SessionPool
 from accel._util.meter import RateMeter
-from accel.downloader import Downloader
+from accel.downloader import URL, Downloader
 from accel.exceptions import UsageError
 from accel.limits import HostSlots
 from accel.options import Options, resolve
@@ -132,7 +132,7 @@ class Manager:
 
     def add(
         self,
-        url: str,
+        url: URL,
         output: Union[str, os.PathLike[str], None] = None,
         *,
         directory: Union[str, os.PathLike[str], None] = None,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Tuple
+from typing import Callable, Optional, Tuple
+from urllib.parse import urlsplit
 
 from accel import events as ev
 from accel._http.base import Session
@@ -31,6 +32,8 @@ class Context:
     #: Set once the download's server answered a request (a probe's): an unreachable host
     #: after that is a transient failure, not a permanent error on first contact.
     answered: threading.Event = field(default_factory=threading.Event, compare=False)
+    #: Mints a fresh URL for this download (a caller's presigned-link maker), or None.
+    provider: Optional[Callable[[], str]] = None
 
     @property
     def timeouts(self) -> Tuple[float, float]:
@@ -39,8 +42,21 @@ class Context:
 
     @property
     def shown_url(self) -> str:
-        """The URL as messages and the sidecar show it (no credentials)."""
+        """The URL as messages show it (no credentials)."""
         return redact(self.url)
+
+    @property
+    def record_url(self) -> str:
+        """The URL as the sidecar records it (see :func:`record_url`)."""
+        return record_url(self.url, provided=self.provider is not None)
+
+
+def record_url(url: str, *, provided: bool) -> str:
+    """The URL a sidecar records and a resume compares: shown without credentials, and for a
+    URL a provider minted without its query (a presigned link's signature changes with each
+    mint; the server's validators still tell whether the file is the same)."""
+    shown = redact(url)
+    return urlsplit(shown)._replace(query="", fragment="").geturl() if provided else shown
 
 
 class Restart(Exception):

@@ -21,8 +21,8 @@ from accel._util.remote import (
     Validators,
     is_strong,
 )
-from accel._util.urls import origin, redact
-from accel.exceptions import HTTPError, NetworkError, VerificationError
+from accel._util.urls import check_url, origin, redact
+from accel.exceptions import HTTPError, NetworkError, UsageError, VerificationError
 from accel.limits import HostSlots, SlotLease
 
 log = logging.getLogger(__name__)
@@ -40,9 +40,17 @@ def slot_key(url: str) -> str:
 class Source:
     """One URL the file is fetched from: the main URL (after redirects) or a mirror."""
 
-    def __init__(self, url: str, original: str, validators: Validators) -> None:
+    def __init__(
+        self,
+        url: str,
+        original: str,
+        validators: Validators,
+        provider: Optional[Callable[[], str]] = None,
+    ) -> None:
         self.url = url
         self.original = original
+        #: Mints a fresh original URL (the caller's), consulted on each re-resolution.
+        self.provider = provider
         self.validators = validators
         self.dead = False
         self.active = 0
@@ -140,18 +148,32 @@ class SourcePool:
         re-resolves; the others wait for it and retry with its result. A refresh that did
         not help (no request succeeded since) is not repeated: the error is real.
         """
-        if source.url == source.original:
-            return False  # not a redirect: nothing to re-resolve
+        if source.url == source.original and source.provider is None:
+            return False  # not a redirect, nor a minted link: nothing to re-resolve
         with source.refresh_lock:
             if source.generation != used:
                 return True  # another connection refreshed it meanwhile
             if source.confirmed < source.generation or source.generation >= MAX_REFRESHES:
                 return False
+            if source.provider is not None:
+                source.original = mint(source.provider)
             url = resolve(source.original)
             log.info("resolved %s again: now %s", redact(source.original), redact(url))
             source.url = url
             source.generation += 1
             return True
+
+
+def mint(provider: Callable[[], str]) -> str:
+    """A fresh URL from a caller's provider, checked as any URL; its failure is a usage
+    error in accel's words."""
+    try:
+        url = provider()
+    except Exception as exc:
+        raise UsageError(f"the URL provider failed: {exc!r}") from exc
+    if not isinstance(url, str):
+        raise UsageError(f"the URL provider returned {type(url).__name__}, not a URL string")
+    return check_url(url)
 
 
 def usable_mirrors(

@@ -62,7 +62,8 @@ class Transfer:
         self.ranged = ranged
         opts = ctx.options
         self.pool = SourcePool(
-            [Source(remote.url, ctx.url, remote.validators), *mirrors], opts.host_slots
+            [Source(remote.url, ctx.url, remote.validators, ctx.provider), *mirrors],
+            opts.host_slots,
         )
         self.scheduler = Scheduler(
             segments,
@@ -80,7 +81,7 @@ class Transfer:
         self.committer = Committer(
             side,
             part,
-            ctx.shown_url,
+            ctx.record_url,
             remote,
             self.scheduler.rows,
             lambda exc: self.messages.put(("error", exc)),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, List, Optional, Protocol, TypeVar
 
 from accel import events as ev
-from accel.exceptions import CancelledError
+from accel.exceptions import CancelledError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +85,21 @@ class DownloadFuture:
 
         Callbacks then run on that thread. Use :meth:`wait`, :attr:`done`,
         :meth:`result` and :meth:`exception` to follow it. A download runs once: a second
-        ``start()`` raises :class:`RuntimeError`, also after a cancel. To resume a
-        cancelled (or failed) download, make a new :class:`~accel.Downloader` for the same
-        URL and file: it continues from what the first one saved.
+        ``start()`` raises :class:`~accel.UsageError`, also after a cancel, and so does
+        ``start()`` on a download a Manager runs. To resume a cancelled (or failed)
+        download, make a new :class:`~accel.Downloader` for the same URL and file: it
+        continues from what the first one saved.
         """
         if self._listener is not None:
-            raise RuntimeError("this Downloader is run by a Manager")
+            raise UsageError("this Downloader is run by a Manager: it starts there")
         return self._launch()
 
     def _launch(self: F) -> F:
         if self._thread is not None:
-            raise RuntimeError("this Downloader was already started")
+            raise UsageError(
+                "this Downloader was already started: a new Downloader for the same URL and"
+                " file resumes it"
+            )
         self._finished_event()
         self._thread = threading.Thread(target=self._run_here, name="accel-download", daemon=True)
         self._thread.start()

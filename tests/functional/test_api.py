@@ -68,7 +68,7 @@ def test_start_wait_result_done(server: FaultServer, tmp_path: Path) -> None:
     assert d.wait(0.01) is False
     with pytest.raises(TimeoutError):
         d.result(timeout=0.01)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(accel.UsageError, match="already started"):
         d.start()
     server.faults.rate = None
     assert d.wait(20) is True
@@ -514,7 +514,7 @@ def test_a_cancel_is_a_cancelled_event_in_the_librarys_words(
     last = heard[-1]
     assert isinstance(last, accel.Cancelled) and last.resumable
     assert last.message == str(error)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(accel.UsageError, match=r"a new Downloader .* resumes it"):
         d.start()  # a download runs once: a new Downloader resumes it
     again = accel.Downloader(server.url("/c.bin"), directory=tmp_path, options=opts())
     server.faults.rate = None

@@ -573,9 +573,9 @@ def test_wait_and_start_on_a_manager_download(server: FaultServer, tmp_path: Pat
         running, queued = (m.add(server.url(f"/f{i}.bin")) for i in range(2))
         assert m.wait(0.05) is False
         assert m.wait(timeout=0) is False
-        with pytest.raises(RuntimeError):
+        with pytest.raises(accel.UsageError, match="run by a Manager"):
             running.start()
-        with pytest.raises(RuntimeError):
+        with pytest.raises(accel.UsageError, match="run by a Manager"):
             queued.start()
         assert queued.wait(0.01) is False  # a queued download may be waited for
         with pytest.raises(TimeoutError):
@@ -585,7 +585,7 @@ def test_wait_and_start_on_a_manager_download(server: FaultServer, tmp_path: Pat
         assert m.wait(0) is True
     for d, data in zip((running, queued), datas):
         assert sha256(d.result()) == sha256(data)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(accel.UsageError, match="run by a Manager"):
         running.start()
 
 

@@ -235,7 +235,7 @@ def test_no_pipe_outlives_its_download(
 def test_accel_no_splice_turns_the_path_off(value: str, enabled: bool) -> None:
     env = {**os.environ, "ACCEL_NO_SPLICE": value}
     out = subprocess.run(
-        [sys.executable, "-c", "from accel import zerocopy; print(zerocopy._enabled)"],
+        [sys.executable, "-c", "from accel._http import zerocopy; print(zerocopy._enabled)"],
         env=env,
         capture_output=True,
         text=True,

@@ -85,3 +85,32 @@ def test_the_manager_example_runs(server: FaultServer, tmp_path: Path) -> None:
     assert sha256(tmp_path / "downloads" / "x.iso") == sha256(b)
     results = sorted(line.split()[1] for line in proc.stdout.splitlines())  # no exception
     assert results == ["downloads/a.iso", "downloads/x.iso"], proc.stdout
+
+
+def _layout_block() -> str:
+    start = README.index("### Layout")
+    return re.search(r"```\n(.*?)```", README[start:], re.S).group(1)  # type: ignore[union-attr]
+
+
+def test_the_layout_names_every_module_in_the_order_of_the_layers_contract() -> None:
+    """The README's layout draws the same layers as setup.cfg's import-linter contract, and
+    names every module of the package (a new module must say where it lives)."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    layers = config["importlinter:contract:layers"]["layers"].split()
+    block = _layout_block()
+    drawn = [line.split("  ")[0].strip() for line in block.splitlines() if line[:1] != " "]
+    declared = [
+        re.sub(r"\baccel\.", "", layer) for layer in " ".join(layers).split() if layer != "|"
+    ]
+    heads = re.findall(r"accel(?:\.[\w.]+)?|\.\w+", " ".join(drawn))
+    assert [h.lstrip(".").removeprefix("accel.") for h in heads] == declared
+    words = set(re.findall(r"\w+", block))
+    modules = {
+        path.stem
+        for path in (REPO / "accel").rglob("*.py")
+        if path.stem not in ("__init__", "__main__")
+    }
+    assert modules - words == set()

@@ -12,7 +12,7 @@ from typing import Any, Callable, List, Optional, Tuple
 import pytest
 
 from accel import events as ev
-from accel.exceptions import CancelledError, NetworkError
+from accel.exceptions import CancelledError, NetworkError, UsageError
 from accel.future import DownloadFuture
 
 RESULT = Path("/tmp/accel-test/out.bin")
@@ -106,11 +106,11 @@ def test_a_download_runs_once() -> None:
     with pytest.raises(RuntimeError, match="call start"):
         job.wait(0)
     job.start()
-    with pytest.raises(RuntimeError, match="already started"):
+    with pytest.raises(UsageError, match="already started"):
         job.start()
     job.cancel()
     assert job.wait(5)
-    with pytest.raises(RuntimeError, match="already started"):
+    with pytest.raises(UsageError, match=r"a new Downloader .* resumes it"):
         job.start()  # not after a cancel either
 
 
@@ -196,7 +196,7 @@ def test_context_manager_cancels_on_an_exception() -> None:
 
 def test_a_managed_download_cannot_be_started_alone() -> None:
     job = Job(Listener())
-    with pytest.raises(RuntimeError, match="run by a Manager"):
+    with pytest.raises(UsageError, match="run by a Manager"):
         job.start()
 
 

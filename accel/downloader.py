@@ -427,18 +427,21 @@ class Downloader(DownloadFuture):
             else:
                 part.close()
         validators = remote.validators
+        checked: Optional[str] = None
         if self.options.checksum:
             # On a mismatch the data stays, recorded as complete: the right checksum
             # finishes it without fetching the body again.
             url = redact(self.url)
             kept = state.complete_record(url, size, validators, synced=self.options.fsync)
-            completion_of(self).verify(part_path, side, self.url, kept)
+            checked = completion_of(self).verify(part_path, side, self.url, kept)
+        elif self.options.server_digest and remote.digests:
+            checked = completion_of(self).verify_server(part_path, side, self.url, remote.digests)
         mtime = http_date_to_timestamp(validators.last_modified)
         finalize(part_path, dest, force=self.options.force, mtime=mtime, durable=self.options.fsync)
         if transfer is None or transfer.committer.saved or resumed:
             state.remove(side)  # a sidecar may exist: an earlier run's, or this one's
         self.path = dest
-        self._emit(ev.Completed(dest, size))
+        self._emit(ev.Completed(dest, size, checked))
         # Debug only: a program that wants a line for it has the Completed event (the CLI
         # prints one), so -v does not say it twice.
         log.debug("saved %s (%d bytes)", dest, size)

@@ -68,10 +68,12 @@ class AlreadyComplete(Event):
 
 @dataclass(frozen=True)
 class Completed(Event):
-    """The file is complete at ``path``."""
+    """The file is complete at ``path``; ``digest`` names the check it passed, if any
+    (``"sha256 (--checksum)"``, ``"Repr-Digest sha-256"``)."""
 
     path: Path
     size: int
+    digest: Optional[str] = None
 
 
 @dataclass(frozen=True)

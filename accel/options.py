@@ -74,6 +74,10 @@ class Options:
     fsync: bool = False
     #: Expected (algorithm, hex digest) of the complete file; ``"sha256=..."`` is accepted.
     checksum: Optional[Union[str, Tuple[str, str]]] = None
+    #: Check the digest the server states of the file (``Repr-Digest``, ``Digest``,
+    #: ``Content-MD5``, ``x-goog-hash``, ``x-amz-checksum-*``) before it gets its name;
+    #: ``checksum`` wins when both are there.
+    server_digest: bool = True
 
     def __post_init__(self) -> None:
         headers = normalize_headers(self.headers)

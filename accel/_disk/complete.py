@@ -8,14 +8,16 @@ right after a download leaves holes). Anything else in the way is an
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from accel._disk import state
 from accel._disk.storage import has_holes
-from accel._util.checksum import file_digest, matches
+from accel._util.checksum import can_hash, file_digest, matches
+from accel._util.digests import ServerDigest, strongest
 from accel._util.remote import RemoteFile, http_date_to_timestamp
 from accel._util.urls import redact
 from accel.exceptions import LocalFileError, OutputExistsError, VerificationError
@@ -72,14 +74,14 @@ class Completion:
             return True
         raise OutputExistsError(f"{dest} already exists; use --force to replace it")
 
-    def verify(self, part_path: Path, side: Path, url: str, kept: state.Record) -> None:
-        """Check the complete ``.part`` against the expected checksum.
+    def verify(self, part_path: Path, side: Path, url: str, kept: state.Record) -> Optional[str]:
+        """Check the complete ``.part`` against the expected checksum; name what was checked.
 
         On a mismatch the data is kept with ``kept`` (a sidecar marking it complete) saved
         at ``side``, so a run with the right checksum finishes without fetching it again.
         """
         if self.checksum is None:
-            return
+            return None
         algo, expected = self.checksum
         actual = file_digest(part_path, algo)
         if actual != expected:
@@ -90,3 +92,29 @@ class Completion:
                 "without downloading it again"
             )
         log.info("%s checksum verified", algo)
+        return f"{algo} (--checksum)"
+
+    def verify_server(
+        self, part_path: Path, side: Path, url: str, digests: Sequence[ServerDigest]
+    ) -> Optional[str]:
+        """Check the complete ``.part`` against the strongest digest the server stated that
+        this machine can compute; return its label (None: nothing to check).
+
+        On a mismatch the ``.part`` stays for inspection and the sidecar goes, so a new run
+        fetches the file again rather than trust these bytes.
+        """
+        digest = strongest(digests, (d.algo for d in digests if can_hash(d.algo)))
+        if digest is None:
+            if digests:
+                log.info("no digest the server sent can be computed here: not checked")
+            return None
+        actual = file_digest(part_path, digest.algo)
+        if not hmac.compare_digest(actual, digest.hex):
+            state.remove(side)
+            raise VerificationError(
+                f"{digest.label} mismatch for {redact(url)}: the server stated {digest.hex}, "
+                f"the data has {actual}; it is kept in {part_path} for inspection, and a new "
+                "run downloads it again (--no-server-digest skips this check)"
+            )
+        log.info("%s verified", digest.label)
+        return digest.label

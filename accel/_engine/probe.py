@@ -166,7 +166,7 @@ def _ask_head(ctx: Context, session: Session) -> RemoteFile:
         chunked = resp.headers.get("Transfer-Encoding", "").lower() == "chunked"
         if resp.status_code == 200 and size is not None and not chunked:
             ranges = resp.headers.get("Accept-Ranges", "").strip().lower() == "bytes"
-            return describe(resp.url, resp.headers, size, ranges=ranges)
+            return describe(resp.url, resp.headers, size, ranges=ranges, whole_body=True)
     finally:
         # Reading the (empty) body hands the connection back, open for the next request.
         resp.content  # noqa: B018
@@ -214,7 +214,7 @@ def _ask(
             size = content_length(resp.headers)
             if resp.headers.get("Transfer-Encoding", "").lower() == "chunked":
                 size = None
-            return describe(resp.url, resp.headers, size, ranges=False), resp
+            return describe(resp.url, resp.headers, size, ranges=False, whole_body=True), resp
         if status != 206 or plain:
             raise BadResponse(f"unexpected status {status} for a range request")
         try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from typing import Tuple
+import zlib
+from typing import Any, Tuple
 
 from accel.exceptions import UsageError, local_error
 
@@ -29,9 +30,56 @@ def parse_checksum(spec: str) -> Tuple[str, str]:
     return algo, digest
 
 
+class _Crc32:
+    """zlib's CRC-32 with hashlib's interface; the digest big-endian, as S3 states it."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def update(self, data: Any) -> None:
+        self.value = zlib.crc32(data, self.value)
+
+    def hexdigest(self) -> str:
+        return self.value.to_bytes(4, "big").hex()
+
+
+class _Crc32c:
+    """CRC-32C (Castagnoli) through google-crc32c, with hashlib's interface."""
+
+    def __init__(self) -> None:
+        import google_crc32c
+
+        self._sum = google_crc32c.Checksum()
+
+    def update(self, data: Any) -> None:
+        self._sum.update(bytes(data))
+
+    def hexdigest(self) -> str:
+        return str(self._sum.digest().hex())
+
+
+def can_hash(algo: str) -> bool:
+    """Whether :func:`file_digest` can compute ``algo`` here (crc32c needs google-crc32c)."""
+    if algo == "crc32c":
+        try:
+            import google_crc32c  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    return algo == "crc32" or algo in hashlib.algorithms_available
+
+
+def _hasher(algo: str) -> Any:
+    if algo == "crc32":
+        return _Crc32()
+    if algo == "crc32c":
+        return _Crc32c()
+    return hashlib.new(algo)
+
+
 def file_digest(path: os.PathLike[str] | str, algo: str) -> str:
-    """Hex digest of the file at ``path``."""
-    h = hashlib.new(algo)
+    """Hex digest of the file at ``path`` (any hashlib algorithm, ``crc32``, ``crc32c``)."""
+    h = _hasher(algo)
     try:
         with open(path, "rb") as f:
             buf = bytearray(_BLOCK)
@@ -43,7 +91,7 @@ def file_digest(path: os.PathLike[str] | str, algo: str) -> str:
                 h.update(view[:n])
     except OSError as exc:
         raise local_error(exc, f"cannot read {path}") from exc
-    return h.hexdigest()
+    return str(h.hexdigest())
 
 
 def matches(path: os.PathLike[str] | str, checksum: Tuple[str, str]) -> bool:

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Mapping, Optional, Tuple
 
+from accel._util.digests import ServerDigest, server_digests
 from accel._util.names import content_disposition_name
 
 _MAX_SIZE = 2**63 - 1
@@ -230,6 +231,8 @@ class RemoteFile:
     validators: Validators
     ranges: bool
     filename: Optional[str]
+    #: What the server said the whole file's digests are, strongest first.
+    digests: Tuple[ServerDigest, ...] = ()
 
     @property
     def size(self) -> Optional[int]:
@@ -287,12 +290,19 @@ def check_partial(
 
 
 def describe(
-    url: str, headers: Mapping[str, str], total: Optional[int], *, ranges: bool
+    url: str,
+    headers: Mapping[str, str],
+    total: Optional[int],
+    *,
+    ranges: bool,
+    whole_body: bool = False,
 ) -> RemoteFile:
-    """A :class:`RemoteFile` from the probe response (``ranges``: the server honours Range)."""
+    """A :class:`RemoteFile` from the probe response (``ranges``: the server honours Range;
+    ``whole_body``: the response is a 200 or a HEAD, whose body is or would be the file)."""
     return RemoteFile(
         url=url,
         validators=validators_of(headers, total),
         ranges=ranges,
         filename=content_disposition_name(headers.get("Content-Disposition")),
+        digests=tuple(server_digests(headers, whole_body=whole_body)),
     )

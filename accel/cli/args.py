@@ -40,7 +40,7 @@ exit codes:
   2    usage error (bad option, URL, header or config file)
   3    network error after retries (DNS, refused, reset, timeout)
   4    HTTP error status (or a refused https->http redirect)
-  5    verification failed (checksum mismatch, mirrors disagree)
+  5    verification failed (checksum or server digest mismatch, mirrors disagree)
   6    local file problem (cannot create or write, disk full, file in the way, locked,
        a missing directory)
   7    refused: the remote file is larger than --max-filesize
@@ -53,7 +53,7 @@ config file: {config_path()} (or $ACCEL_CONFIG), lines of 'option = value'
 DEFAULTS = Options()
 
 #: Long options that take no value (true/false in the config file).
-_FLAGS = ("force", "quiet", "insecure", "fsync")
+_FLAGS = ("force", "quiet", "insecure", "fsync", "no-server-digest")
 #: Long options that count (``verbose = 2`` in the config file means -vv).
 _COUNTS = ("verbose",)
 #: Long options the config file may not set.
@@ -163,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_type(parse_checksum, "checksum"),
         metavar="ALGO=HEX",
         help="verify the file (any hashlib algorithm, e.g. sha256=...)",
+    )
+    g.add_argument(
+        "--no-server-digest",
+        dest="server_digest",
+        action="store_false",
+        help="do not check the digest the server states (Repr-Digest, Digest, Content-MD5, "
+        "x-goog-hash, x-amz-checksum-*)",
     )
     g.add_argument(
         "--max-filesize",

@@ -86,6 +86,7 @@ def _manager(args: Any) -> Manager:
         force=args.force,
         verify=False if args.insecure else (args.ca_bundle or True),
         checksum=args.checksum,
+        server_digest=args.server_digest,
         limit_rate=args.limit_rate,
         max_filesize=args.max_filesize,
         fsync=args.fsync,

@@ -218,6 +218,8 @@ class Reporter:
             )
         else:
             text = f"{human_size(event.size)} in {elapsed:.1f}s, {human_rate(fetched / elapsed)}"
+        if event.digest:
+            text += f"; {event.digest} verified"
         self._say(f"accel: saved {path} ({text})")
 
     def _stalled(self) -> bool:

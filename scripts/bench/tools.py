@@ -94,9 +94,9 @@ def tool_command(tool: str, url: str, out: Path, conns: int, *, resume: bool = F
 
 def autoscale_start() -> int:
     """The count ``-n auto`` starts at: the benchmark's one read of accel's internals."""
-    from accel.autoscale import START  # accel ran, so it imports (see accel_available)
+    from accel.options import AUTO_START  # accel ran, so it imports (see accel_available)
 
-    return START
+    return AUTO_START
 
 
 def auto_count(stderr: str) -> int:

@@ -16,8 +16,8 @@ import accel
 from accel import events as ev
 from accel._util.digests import ServerDigest, server_digests, strongest
 from tests.helpers import KiB, MiB, fast_options, fast_retry, run_accel, sha256
-from tests.nginx import Nginx
-from tests.server import make_data
+from tests.servers import make_data
+from tests.servers.nginx import Nginx
 
 DATA = make_data(3 * MiB + 123, seed=77)
 OTHER = make_data(3 * MiB + 123, seed=78)

@@ -5,6 +5,8 @@ Usage::
 
     python3 scripts/serve.py PATH [--port 8000] [--rate 1M] [--host 127.0.0.1]
 
+with accel installed (``pip install .``), or ``python3 -m scripts.serve ...`` from the repository.
+
 A thin command line over :class:`accel.cli.demo.DemoServer` (ranges, strong validators, a
 per-connection throttle). ``--rate`` is bytes/s per connection with an optional K/M/G suffix
 (powers of 1024). Runs until Ctrl-C. ``accel --demo`` does all of this by itself.
@@ -19,7 +21,6 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from accel._util.units import human_rate, parse_size
 from accel.cli.demo import DemoServer
 from accel.exceptions import UsageError

@@ -21,7 +21,7 @@ import pytest
 
 import accel
 from accel import Options, RetryPolicy
-from tests.server import FaultServer, RequestLog
+from tests.servers import FaultServer, RequestLog
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,6 +74,25 @@ def run_accel(
     )
 
 
+def run_script(
+    *args: str,
+    cwd: Optional[Path] = None,
+    env: Optional[dict] = None,
+    input: Optional[str] = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess:
+    """The installed console script ``accel``, output captured on pipes."""
+    return subprocess.run(
+        ["accel", *args],
+        cwd=cwd,
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def popen_accel(*args: str, cwd: Path, **kw: Any) -> subprocess.Popen:
     """Start the CLI as a subprocess, stdout and stderr on text pipes (``kw`` overrides)."""
     popen_kw: Dict[str, Any] = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -115,6 +134,13 @@ def one_line(stderr: str) -> str:
     assert len(lines) == 1, f"expected one line, got:\n{stderr}"
     assert "Traceback" not in stderr
     return lines[0]
+
+
+def one_line_message(exc: BaseException) -> str:
+    """``str(exc)``, asserted to be one non-blank line."""
+    text = str(exc)
+    assert text.strip() and "\n" not in text, repr(text)
+    return text
 
 
 # -- polling ---------------------------------------------------------------------------------

@@ -1,12 +1,10 @@
-"""The shared test servers, imported here and nowhere else in the benchmark.
-
-When they move (to ``tests.servers``), this is the one import to change.
-"""
+"""The shared test servers (:mod:`tests.servers`), imported here and nowhere else in the
+benchmark."""
 
 from __future__ import annotations
 
-from tests.nginx import Nginx, nginx_binary
-from tests.server import FaultServer
+from tests.servers import FaultServer
+from tests.servers.nginx import Nginx, nginx_binary
 
 __all__ = ["FaultServer", "Nginx", "nginx_available"]
 

@@ -1,0 +1,39 @@
+"""The test servers and fakes shared by the test suite and the benchmark (``scripts/``):
+
+* :class:`FaultServer` (:mod:`tests.servers.server`), a real fault-injecting HTTP/1.1 server
+  on loopback, with its switches (:class:`Faults`), its request log (:class:`RequestLog`)
+  and its handler (:class:`FaultHandler`); :func:`make_data` for deterministic bodies;
+* :class:`Nginx` (:mod:`tests.servers.nginx`) and :class:`Lighttpd`
+  (:mod:`tests.servers.lighttpd`), real servers run from private temporary directories;
+* :class:`FakeClock` (:mod:`tests.servers.clock`), the one injected clock of the unit tests.
+
+Import from here: ``from tests.servers import FaultServer, make_data``.
+"""
+
+from tests.servers.clock import FakeClock
+from tests.servers.data import KiB, MiB, make_data
+from tests.servers.faults import CIDict, Faults, RequestLog
+from tests.servers.handler import FaultHandler
+from tests.servers.lighttpd import Lighttpd, lighttpd_binary
+from tests.servers.nginx import Nginx, NginxError, nginx_binary, require_nginx
+from tests.servers.ports import free_port
+from tests.servers.server import FaultServer
+
+__all__ = [
+    "CIDict",
+    "FakeClock",
+    "FaultHandler",
+    "FaultServer",
+    "Faults",
+    "KiB",
+    "Lighttpd",
+    "MiB",
+    "Nginx",
+    "NginxError",
+    "RequestLog",
+    "free_port",
+    "lighttpd_binary",
+    "make_data",
+    "nginx_binary",
+    "require_nginx",
+]

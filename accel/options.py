@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 from accel._util.checksum import parse_checksum
 from accel._util.cookies import load_cookies
-from accel._util.proxies import check_environment_proxies, noproxy_hosts, proxy_url
+from accel._util.proxies import noproxy_hosts, proxy_url
 from accel._util.ranges import DEFAULT_MIN_SEGMENT
 from accel._util.units import to_bytes
 from accel._util.urls import check_url
@@ -151,8 +151,6 @@ class Options:
         """Normalise and check ``proxy``, ``noproxy``, ``auth``, ``netrc`` and ``cookies``."""
         if self.proxy is not None:
             object.__setattr__(self, "proxy", proxy_url(self.proxy))
-        else:
-            check_environment_proxies()
         if self.noproxy is not None:
             object.__setattr__(self, "noproxy", noproxy_hosts(self.noproxy))
         if self.auth is not None:

@@ -118,21 +118,33 @@ def bypasses(host: Optional[str], noproxy: Sequence[str]) -> bool:
     """Whether ``host`` is reached without the proxy under a :func:`noproxy_hosts` list.
 
     curl's rule: an entry matches the host itself and every name under it (``local.com``
-    matches ``www.local.com``, not ``notlocal.com``); CIDR ranges match addresses in them.
+    matches ``www.local.com``, not ``notlocal.com``); an IP address matches only itself or a
+    CIDR range holding it.
     """
     if not host:
         return False
     host = _canonical(host.strip("[]").lower().rstrip("."))
+    address = _address(host)
     for entry in noproxy:
-        if entry == "*" or host == entry or host.endswith("." + entry):
+        if entry == "*" or host == entry:
             return True
-        if "/" in entry:
+        if address is None:  # a name: the entry itself or any name under it
+            if host.endswith("." + entry):
+                return True
+        elif "/" in entry:  # an address: only the same address or a range holding it
             try:
-                if ipaddress.ip_address(host) in ipaddress.ip_network(entry):
+                if address in ipaddress.ip_network(entry):
                     return True
             except ValueError:
                 continue
     return False
+
+
+def _address(host: str) -> Optional[Union[ipaddress.IPv4Address, ipaddress.IPv6Address]]:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
 
 
 def _canonical(host: str) -> str:

@@ -12,6 +12,7 @@ import sys
 from typing import Any, Dict, Optional, TextIO, Tuple
 
 from accel._util.cookies import CookiesTxt, load_cookies, save_cookies
+from accel._util.proxies import check_environment_proxies
 from accel.cli.exitcodes import EXIT_LOCAL, EXIT_OK
 from accel.exceptions import UsageError
 
@@ -19,6 +20,8 @@ from accel.exceptions import UsageError
 def network_settings(args: Any) -> Dict[str, Any]:
     """The Options settings for --proxy, --noproxy, -u, --netrc-file, --no-netrc and the
     cookie files (loaded here: a bad file is a usage error before anything is fetched)."""
+    if args.proxy is None:
+        check_environment_proxies()  # a SOCKS proxy there needs PySocks too
     jar: Optional[http.cookiejar.CookieJar] = None
     if args.load_cookies:
         jar = load_cookies(args.load_cookies)

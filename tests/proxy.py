@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import importlib.util
 import ipaddress
 import os
 import select
@@ -224,10 +225,15 @@ class ForwardProxy:
 
 
 def require_microsocks() -> str:
-    """The microsocks binary; skip the test if it is missing (fail when ``CI=true``)."""
+    """The microsocks binary; skip the test if it or PySocks is missing (fail when
+    ``CI=true``)."""
     found = shutil.which("microsocks")
-    if found is None:
+    reason = ""
+    if importlib.util.find_spec("socks") is None:
+        reason = "PySocks is not installed (pip install -e '.[test]')"
+    elif found is None:
         reason = "microsocks is not installed (apt-get install microsocks)"
+    if reason or found is None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
         pytest.skip(reason)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import http.cookiejar
 import logging
 import os
 from pathlib import Path
@@ -91,6 +92,7 @@ class Downloader(DownloadFuture):
     __slots__ = (
         "_bar",
         "_completion",
+        "_cookies",
         "_ctx",
         "_directory",
         "_last",
@@ -147,6 +149,11 @@ class Downloader(DownloadFuture):
         self._last: Optional[ev.Progress] = None
         self._name: Optional[str] = None
         self._sessions = session_pool
+        #: The cookies all sessions of this download share (the caller's jar, if given).
+        jar = self.options.cookies
+        self._cookies = (
+            jar if isinstance(jar, http.cookiejar.CookieJar) else http.cookiejar.CookieJar()
+        )
         #: The final path once the download is complete.
         self.path: Optional[Path] = None
         if listener is not None:  # hand the Manager what it may do with this download
@@ -236,7 +243,8 @@ class Downloader(DownloadFuture):
         if self._sessions is not None:
             opts = self.options
             key = (opts.headers, opts.verify, opts.retry, origin(self.url))
-            return self._sessions.get(key, self._make_session)
+            network = (opts.proxy, opts.noproxy, opts.auth, opts.netrc)
+            return self._sessions.get((key, network), self._make_session, self._cookies)
         return self._make_session()
 
     def _make_session(self) -> Session:
@@ -245,6 +253,11 @@ class Downloader(DownloadFuture):
             verify=self.options.verify,
             retry=self.options.retry,
             trusted_origin=self.url,
+            proxy=self.options.proxy,
+            noproxy=self.options.noproxy,
+            auth=self.options.auth,
+            netrc=self.options.netrc,  # type: ignore[arg-type]  # a str once checked
+            cookies=self._cookies,
         )
 
     def _context(self) -> Context:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import http.cookiejar
+import netrc as netrc_module
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
 from accel._util.checksum import parse_checksum
+from accel._util.cookies import load_cookies
+from accel._util.proxies import noproxy_hosts, proxy_url
 from accel._util.ranges import DEFAULT_MIN_SEGMENT
 from accel._util.units import to_bytes
 from accel._util.urls import check_url
@@ -78,6 +82,25 @@ class Options:
     #: ``Content-MD5``, ``x-goog-hash``, ``x-amz-checksum-*``) before it gets its name;
     #: ``checksum`` wins when both are there.
     server_digest: bool = True
+    #: The proxy for every request (curl's ``--proxy``): ``http://``, ``https://``,
+    #: ``socks5://`` or ``socks5h://`` (these two need the ``socks`` extra), credentials in
+    #: the URL; no scheme means ``http://``, no port 1080. None: the environment's
+    #: (``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``); ``""``: no proxy at all.
+    proxy: Optional[str] = field(default=None, repr=False)
+    #: Hosts reached without the proxy (curl's ``--noproxy``): names (each with the names
+    #: under it), IP addresses, CIDR ranges, ``*`` for all; as text, comma-separated. Replaces
+    #: ``NO_PROXY`` when given.
+    noproxy: Optional[Union[str, Sequence[str]]] = None
+    #: (user, password) for HTTP Basic authentication, sent only to the URL's own origin.
+    auth: Optional[Tuple[str, str]] = field(default=None, repr=False)
+    #: Credentials from a netrc file for hosts without others: True reads ``$NETRC`` or
+    #: ``~/.netrc`` (as requests does), a path reads that file, False reads none.
+    netrc: Union[bool, str, os.PathLike[str]] = True
+    #: Cookies for the requests and from the answers: a :class:`http.cookiejar.CookieJar`
+    #: (shared, updated in place) or the path of a Netscape cookies.txt loaded once into a
+    #: :class:`~accel._util.cookies.CookiesTxt` (its ``save()`` writes it back). None: each
+    #: download keeps the cookies its server sets for itself alone.
+    cookies: Optional[Union[http.cookiejar.CookieJar, str, os.PathLike[str]]] = None
 
     def __post_init__(self) -> None:
         headers = normalize_headers(self.headers)
@@ -122,6 +145,24 @@ class Options:
                 raise UsageError(f"invalid header {name!r}")
             if name.lower() in RESERVED_HEADERS:
                 raise UsageError(f"header {name} is managed by accel and cannot be set")
+        self._check_network()
+
+    def _check_network(self) -> None:
+        """Normalise and check ``proxy``, ``noproxy``, ``auth``, ``netrc`` and ``cookies``."""
+        if self.proxy is not None:
+            object.__setattr__(self, "proxy", proxy_url(self.proxy))
+        if self.noproxy is not None:
+            object.__setattr__(self, "noproxy", noproxy_hosts(self.noproxy))
+        if self.auth is not None:
+            object.__setattr__(self, "auth", _auth(self.auth))
+        if isinstance(self.netrc, (str, os.PathLike)):
+            object.__setattr__(self, "netrc", _netrc_file(os.fspath(self.netrc)))
+        elif not isinstance(self.netrc, bool):
+            raise UsageError("netrc must be True, False or the path of a netrc file")
+        if isinstance(self.cookies, (str, os.PathLike)):
+            object.__setattr__(self, "cookies", load_cookies(self.cookies))
+        elif self.cookies is not None and not isinstance(self.cookies, http.cookiejar.CookieJar):
+            raise UsageError("cookies must be an http.cookiejar.CookieJar or a cookies.txt path")
 
     @property
     def auto(self) -> bool:
@@ -173,6 +214,34 @@ def _connections(value: Any) -> Union[int, str]:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONNECTIONS:
         raise UsageError(f"connections must be an integer from 1 to {MAX_CONNECTIONS}, or 'auto'")
     return value
+
+
+def _auth(value: Any) -> Tuple[str, str]:
+    """(user, password) for HTTP Basic: two strings, no colon in the user (RFC 7617)."""
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise UsageError("auth must be a (user, password) pair of strings")
+    user, password = value
+    if ":" in user:
+        raise UsageError("the user name for auth cannot contain ':'")
+    if any(c in user + password for c in "\r\n\0"):
+        raise UsageError("auth cannot contain line breaks or NUL")
+    return user, password
+
+
+def _netrc_file(path: str) -> str:
+    """``path`` if it is a readable netrc file, else a UsageError naming the file (and line)."""
+    try:
+        netrc_module.netrc(path)
+    except netrc_module.NetrcParseError as exc:
+        raise UsageError(f"invalid netrc file: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UsageError(f"cannot read netrc file {path}: {reason}") from None
+    return path
 
 
 def _count(value: Any) -> int:

@@ -151,7 +151,11 @@ def get(
         raise Retryable(f"cannot connect to {_host(url)}: {reason(exc)}") from exc
     except requests.exceptions.TooManyRedirects as exc:
         raise HTTPError(f"too many redirects for {redact(url)}", url=redact(url)) from exc
-    except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as exc:
+    except requests.exceptions.InvalidSchema as exc:
+        if "SOCKS" in str(exc):  # a socks proxy from the environment, PySocks missing
+            raise UsageError("a SOCKS proxy needs PySocks: pip install 'accel[socks]'") from exc
+        raise HTTPError(f"bad redirect from {redact(url)}: {exc}", url=redact(url)) from exc
+    except requests.exceptions.InvalidURL as exc:
         raise HTTPError(f"bad redirect from {redact(url)}: {exc}", url=redact(url)) from exc
     except requests.exceptions.InvalidHeader as exc:
         raise UsageError(f"invalid header: {exc}") from exc

@@ -11,6 +11,7 @@ import os
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
 from accel._util.checksum import parse_checksum
+from accel._util.proxies import noproxy_hosts, proxy_url
 from accel._util.units import parse_size
 from accel.cli.config import ConfigError, as_argv, config_path, read_config
 from accel.exceptions import UsageError
@@ -53,11 +54,13 @@ config file: {config_path()} (or $ACCEL_CONFIG), lines of 'option = value'
 DEFAULTS = Options()
 
 #: Long options that take no value (true/false in the config file).
-_FLAGS = ("force", "quiet", "insecure", "fsync", "json", "no-server-digest")
+_FLAGS = ("force", "quiet", "insecure", "fsync", "json", "no-server-digest", "no-netrc")
 #: Long options that count (``verbose = 2`` in the config file means -vv).
 _COUNTS = ("verbose",)
 #: Long options the config file may not set.
 _NOT_IN_CONFIG = ("help", "version", "output", "input-file", "demo")
+#: Long options the config file may not set, with the reason given.
+_REFUSED_IN_CONFIG = {"user": "keep credentials in ~/.netrc (or --netrc-file), not in the config"}
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -280,7 +283,75 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="verify TLS with the CA certificates in FILE",
     )
+    _add_network_options(p)
     return p
+
+
+def _user(text: str) -> Tuple[str, Optional[str]]:
+    """``USER:PASSWORD`` split at the first colon; ``USER`` alone: the password is asked."""
+    user, sep, password = text.partition(":")
+    return user, (password if sep else None)
+
+
+def _writable_file(text: str) -> str:
+    parent = os.path.dirname(os.path.abspath(text))
+    if os.path.isdir(text) or not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise ValueError("cannot write a file there")
+    return text
+
+
+def _add_network_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("proxy, credentials and cookies")
+    g.add_argument(
+        "-x",
+        "--proxy",
+        type=_type(proxy_url, "proxy"),
+        metavar="URL",
+        help="use this proxy: http://, https://, socks5:// or socks5h:// (socks needs "
+        "accel[socks]), user:password@ in the URL; no scheme means http://, no port 1080; "
+        "'' for none (default: HTTP_PROXY, HTTPS_PROXY, ALL_PROXY from the environment)",
+    )
+    g.add_argument(
+        "--noproxy",
+        type=_type(noproxy_hosts, "host list"),
+        metavar="HOSTS",
+        help="comma-separated hosts (with the names under them), addresses or CIDR ranges "
+        "reached without the proxy; '*' for all (replaces NO_PROXY)",
+    )
+    g.add_argument(
+        "-u",
+        "--user",
+        type=_type(_user, "user"),
+        metavar="USER[:PASSWORD]",
+        help="HTTP Basic credentials, sent only to the URL's origin (never after a redirect "
+        "elsewhere); without :PASSWORD it is asked for on the terminal",
+    )
+    g.add_argument(
+        "--netrc-file",
+        type=_type(_readable_file, "netrc file"),
+        metavar="FILE",
+        help="read credentials per host from FILE instead of $NETRC or ~/.netrc",
+    )
+    g.add_argument(
+        "--no-netrc",
+        dest="netrc",
+        action="store_false",
+        help="use no netrc file (by default ~/.netrc is read as curl -n would)",
+    )
+    g.add_argument(
+        "--load-cookies",
+        type=_type(_readable_file, "cookies file"),
+        metavar="FILE",
+        help="send the cookies of FILE (Netscape cookies.txt, as curl -b, wget and aria2 "
+        "write it) where their domain, path and secure flag match",
+    )
+    g.add_argument(
+        "--save-cookies",
+        type=_type(_writable_file, "cookies file"),
+        metavar="FILE",
+        help="write the cookies (loaded and set by the servers) to FILE at the end, as "
+        "cookies.txt (curl -c)",
+    )
 
 
 def parse_args(argv: Sequence[str], parser: Optional[argparse.ArgumentParser] = None) -> Any:
@@ -289,6 +360,9 @@ def parse_args(argv: Sequence[str], parser: Optional[argparse.ArgumentParser] = 
     known = {s[2:] for s in parser._option_string_actions if s.startswith("--")}
     config_argv: List[str] = []
     for entry in read_config():
+        if entry.name in _REFUSED_IN_CONFIG:
+            reason = _REFUSED_IN_CONFIG[entry.name]
+            raise ConfigError(f"{entry.where()}: {entry.name!r} is not read from a file: {reason}")
         if entry.name not in known or entry.name in _NOT_IN_CONFIG:
             raise ConfigError(f"{entry.where()}: unknown option {entry.name!r}")
         args = as_argv(entry, _FLAGS, _COUNTS)
@@ -297,4 +371,7 @@ def parse_args(argv: Sequence[str], parser: Optional[argparse.ArgumentParser] = 
         except UsageError as exc:
             raise ConfigError(f"{entry.where()}: {exc}") from None
         config_argv += args
-    return parser.parse_args([*config_argv, *argv])
+    parsed = parser.parse_args([*config_argv, *argv])
+    if parsed.netrc_file and not parsed.netrc:
+        raise UsageError("--netrc-file and --no-netrc contradict each other")
+    return parsed

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 from accel.cli._startup import exit_quietly_on_signals, leave
 from accel.cli.args import parse_args
 from accel.cli.exitcodes import EXIT_OK, EXIT_SIGINT, EXIT_USAGE
+from accel.cli.network import finish_cookies, network_settings
 from accel.exceptions import UsageError
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"accel: error: {exc}\n")
         return EXIT_USAGE
-    return Runner(args, jobs, manager, sys.stderr, sys.stdout).run()
+    code = Runner(args, jobs, manager, sys.stderr, sys.stdout).run()
+    return finish_cookies(args, manager.options.cookies, code, sys.stderr)
 
 
 def _manager(args: Any) -> Manager:
@@ -93,6 +95,7 @@ def _manager(args: Any) -> Manager:
         fsync=args.fsync,
         low_speed_limit=args.speed_limit,
         low_speed_time=args.speed_time,
+        **network_settings(args),
     )
 
 

@@ -108,7 +108,8 @@ def download(
     output: Union[str, os.PathLike[str], None] = None,
     **options: Any,
 ) -> Path:
-    """Download ``url`` (see :class:`Downloader` for the options); return the file's path."""
+    """Download ``url`` (a URL, or a callable returning one: see :class:`Downloader`, also
+    for the options); return the file's path."""
     from accel.downloader import Downloader
 
     return Downloader(url, output, **options).run()

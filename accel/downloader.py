@@ -77,6 +77,9 @@ class _Discarded(CancelledError):
 class Downloader(DownloadFuture):
     """Download one URL with parallel ranged requests into a file, resumably.
 
+    ``url`` is a URL or a zero-argument callable returning one (a presigned-link maker,
+    see :data:`URL`): it is called now, and again whenever the link answers 401, 403, 404
+    or 410, so an expired link is replaced without losing what was downloaded.
     ``output`` is the file to create (a directory means "inside it"); by default the name
     comes from the server's Content-Disposition or the URL, in ``directory`` (default: the
     current directory). Settings are an :class:`Options` (``options=``), keyword settings

@@ -18,8 +18,7 @@ import accel
 from accel._util.cookies import CookiesTxt, load_cookies, save_cookies
 from accel.exceptions import UsageError
 from tests.helpers import KiB, accel_cmd, accel_env, fast_options, fast_retry, gets
-from tests.servers import FaultHandler, FaultServer, RequestLog, make_data
-from tests.test_security import TLSFaultServer
+from tests.servers import FaultHandler, FaultServer, RequestLog, TLSFaultServer, make_data
 
 FAST = fast_retry(1, backoff_max=0.02)
 DATA = make_data(400 * KiB, seed=23)

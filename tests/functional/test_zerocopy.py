@@ -131,7 +131,7 @@ def test_a_body_cut_short_is_retried_not_taken(
 
 def test_tls_bodies_are_read_not_spliced(tmp_path: Path, spliced: Dict[str, int]) -> None:
     trustme = pytest.importorskip("trustme")
-    from tests.functional.test_security import TLSFaultServer
+    from tests.servers import TLSFaultServer
 
     ca = trustme.CA()
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

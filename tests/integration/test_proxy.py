@@ -21,9 +21,8 @@ import accel
 from accel._util.proxies import bypasses, noproxy_hosts, proxy_url
 from accel.exceptions import HTTPError, UsageError
 from tests.helpers import KiB, accel_cmd, accel_env, fast_options, fast_retry, gets
-from tests.servers import FaultServer, make_data
+from tests.servers import FaultServer, TLSFaultServer, make_data
 from tests.servers.proxy import ForwardProxy, Microsocks
-from tests.test_security import TLSFaultServer
 
 FAST = fast_retry(1, backoff_max=0.02)
 DATA = make_data(600 * KiB, seed=21)

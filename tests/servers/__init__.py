@@ -5,6 +5,7 @@
   and its handler (:class:`FaultHandler`); :func:`make_data` for deterministic bodies;
 * :class:`Nginx` (:mod:`tests.servers.nginx`) and :class:`Lighttpd`
   (:mod:`tests.servers.lighttpd`), real servers run from private temporary directories;
+* :class:`TLSFaultServer` (:mod:`tests.servers.tls`), the same over TLS;
 * :class:`FakeClock` (:mod:`tests.servers.clock`), the one injected clock of the unit tests.
 
 Import from here: ``from tests.servers import FaultServer, make_data``.
@@ -18,6 +19,7 @@ from tests.servers.lighttpd import Lighttpd, lighttpd_binary
 from tests.servers.nginx import Nginx, NginxError, nginx_binary, require_nginx
 from tests.servers.ports import free_port
 from tests.servers.server import FaultServer
+from tests.servers.tls import TLSFaultServer
 
 __all__ = [
     "CIDict",
@@ -31,6 +33,7 @@ __all__ = [
     "Nginx",
     "NginxError",
     "RequestLog",
+    "TLSFaultServer",
     "free_port",
     "lighttpd_binary",
     "make_data",

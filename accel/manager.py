@@ -32,11 +32,13 @@ from typing import (
     Optional,
     Sequence,
     Set,
+    Tuple,
     Union,
 )
 
 from accel import events as ev
 from accel._http.session import SessionFactory, SessionPool
+from accel._util.fdlimit import fit, open_file_limit
 from accel._util.meter import RateMeter
 from accel.downloader import URL, Downloader
 from accel.exceptions import UsageError
@@ -58,6 +60,34 @@ class _Queued(NamedTuple):
     download: Downloader
     run: Callable[[], None]
     abandon: Callable[[], None]
+
+
+def _fit_open_files(jobs: int, options: Options) -> Tuple[int, Options]:
+    """``jobs`` and ``options`` scaled down to what the open-file limit allows (a warning
+    says so): connections first, then jobs (see :mod:`accel._util.fdlimit`)."""
+    limit = open_file_limit()
+    most = options.most_connections
+    fitted_jobs, fitted = fit(jobs, most, limit)
+    if (fitted_jobs, fitted) == (jobs, most):
+        return jobs, options
+    log.warning(
+        "the open-file limit (%s) fits %d downloads at a time with at most %d connection%s "
+        "each, instead of %d with %d",
+        limit,
+        fitted_jobs,
+        fitted,
+        "" if fitted == 1 else "s",
+        jobs,
+        most,
+    )
+    return fitted_jobs, _capped(options, fitted)
+
+
+def _capped(options: Options, most: int) -> Options:
+    """``options`` with at most ``most`` connections per download."""
+    if options.auto:
+        return dataclasses.replace(options, max_connections=most)
+    return dataclasses.replace(options, connections=most)
 
 
 class Manager:
@@ -100,6 +130,10 @@ class Manager:
         base = resolve(options, **settings)
         if max_per_host is not None:
             base = dataclasses.replace(base, host_slots=HostSlots(max_per_host))
+        asked = base.most_connections
+        jobs, base = _fit_open_files(jobs, base)
+        #: The most connections a download may have under the open-file limit (None: any).
+        self._fd_cap = base.most_connections if base.most_connections < asked else None
         self.options = base
         self.jobs = jobs
         self.directory = Path(directory) if directory is not None else None
@@ -151,6 +185,8 @@ class Manager:
         if mirrors:
             settings["mirrors"] = tuple(mirrors)
         options = resolve(self.options, **settings) if settings else self.options
+        if self._fd_cap is not None and options.most_connections > self._fd_cap:
+            options = _capped(options, self._fd_cap)
         return Downloader(  # it hands itself over through admit()
             url,
             output,

@@ -81,9 +81,9 @@ def test_an_expiring_link_is_minted_again_once_for_all_connections(
 
     def running() -> bool:
         live = dl.progress()
-        return live is not None and live.connections >= 8 and live.written >= 512 * KiB
+        return live is not None and live.connections >= 8 and live.written >= 2 * MiB
 
-    wait_until(running, 20, "8 live connections")
+    wait_until(running, 30, "8 live connections and half the file")
     links.expire()
     server.faults.rate = None
     thread.join(60)
@@ -91,8 +91,10 @@ def test_an_expiring_link_is_minted_again_once_for_all_connections(
     assert sha256(tmp_path / "out.bin") == sha256(data)
     assert len(links.expired) >= 2, "the expiry did not hit several connections"
     assert links.minted == [1, 3], links.minted  # one fresh link for every connection
-    sent = sum(r.body_bytes_sent for r in gets(server, "/real"))
-    assert sent < len(data) + 2 * MiB  # what was downloaded was kept
+    fresh = [r for r in gets(server, "/real") if "sig=3" in r.target]
+    # What was downloaded was kept: the fresh link brought about the other half (socket
+    # buffers and a race at the end cost a little more), not the whole file again.
+    assert sum(r.body_bytes_sent for r in fresh) < len(data) - MiB // 2
 
 
 def test_a_link_that_expired_before_the_start_is_minted_again(
@@ -116,7 +118,7 @@ def test_a_new_run_with_a_fresh_link_resumes(server: FaultServer, tmp_path: Path
     server.faults.rate = 512 * KiB
     out = tmp_path / "r.bin"
     first = accel.Downloader(links, out, options=opts()).start()
-    wait_until(lambda: written(first) > MiB, 20, "1 MiB written")
+    wait_until(lambda: written(first) > 3 * MiB // 2, 20, "half the file written")
     first.cancel()
     assert isinstance(first.exception(10), accel.CancelledError)
     sidecar = Path(f"{out}.part.json").read_text()

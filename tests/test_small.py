@@ -215,6 +215,8 @@ def test_cancel_keeps_what_arrived_for_a_resume(server: FaultServer, tmp_path: P
     (d,), _ = run_all(tmp_path, [server.url("/slow.bin")])
     assert sha256(d.result()) == sha256(data)
     assert server.bytes_sent_for("/slow.bin") <= len(data) - kept + 256 * KiB
+    first = gets(server, "/slow.bin")[0].range_header or ""
+    assert first.startswith("bytes=") and not first.startswith("bytes=0-")  # resumed
     assert os.listdir(tmp_path) == ["slow.bin"]
 
 

@@ -213,6 +213,7 @@ class Manager:
             return None
         limiter = opts.limit_rate if isinstance(opts.limit_rate, RateLimiter) else None
         url = download.url
+        folder = download._directory or Path(".")
         listened = download._on_event is not None or self._on_event is not None
         scheme, rest = url.split("://", 1)
         netloc = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
@@ -266,7 +267,8 @@ class Manager:
 
         return SmallJob(
             url=url,
-            directory=download._directory or Path("."),
+            directory=folder,
+            folder=str(folder),
             force=opts.force,
             max_size=opts.max_filesize if isinstance(opts.max_filesize, int) else None,
             timeouts=(opts.connect_timeout, opts.timeout),

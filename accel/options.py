@@ -146,6 +146,8 @@ def resolve(options: Optional[Options] = None, **settings: Any) -> Options:
     ``retry=RetryPolicy(attempts=N)``. An unknown name is a :class:`UsageError`: no setting
     is ever dropped.
     """
+    if not settings and isinstance(options, Options):
+        return options  # (a Manager resolves once; each of its downloads asks again)
     base = options if options is not None else Options()
     if not isinstance(base, Options):
         raise UsageError(f"options must be an accel.Options, not {type(base).__name__}")

@@ -348,7 +348,7 @@ class Loop:
         elif file.resume:
             job.regular(file.name, file.written)  # the segmented engine goes on after these
         else:
-            job.done(file.dest, file.written)
+            job.done(Path(file.dest), file.written)
 
     def _lost(self, active: _Active, exc: WireError) -> None:
         """The connection broke: once more on a new one if a reused connection broke before

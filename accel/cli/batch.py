@@ -30,6 +30,10 @@ from accel.downloader import Downloader
 from accel.exceptions import AccelError, CancelledError, UsageError
 from accel.manager import Manager
 
+#: Without a screen: downloads queued beyond the running ones, and the seconds between two
+#: rounds of reporting (the Manager starts queued downloads itself).
+AHEAD = 256
+BATCH = 0.005
 #: Seconds to wait for downloads to save their state after Ctrl-C before exiting anyway.
 SIGNAL_GRACE = 1.8
 
@@ -274,8 +278,12 @@ class Runner:
         entries = iter(self.jobs)
         exhausted = False
         # Without lines to draw, the next downloads wait in the Manager's queue, so a job
-        # thread that finishes one starts the next at once (not when this thread wakes).
-        ahead = self.args.jobs * (1 if self.screen is not None else 2)
+        # thread (or the small-files loop) that finishes one starts the next at once, and
+        # this thread wakes at most every BATCH seconds to report and refill (waking for
+        # each file would take the interpreter's lock from the loop thousands of times a
+        # second).
+        ahead = self.args.jobs * 2 if self.screen is not None else self.args.jobs + AHEAD
+        batch = 0.0 if self.screen is not None else BATCH
         with Signals(self._cancel_all) as signals, self._logs_above():
             while True:
                 while not (exhausted or self.stopping) and len(self.active) < ahead:
@@ -297,6 +305,8 @@ class Runner:
                     # be woken; it has nothing to save, so leave without it.
                     break
                 self._pump(timeout=0.1)
+                if batch and not self.stopping:
+                    time.sleep(batch)
                 self._collect(signals)
                 for _, reporter in self.active.values():
                     reporter.tick()

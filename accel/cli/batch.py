@@ -32,7 +32,7 @@ from accel.manager import Manager
 
 #: Without a screen: downloads queued beyond the running ones, and the seconds between two
 #: rounds of reporting (the Manager starts queued downloads itself).
-AHEAD = 256
+AHEAD = 64
 BATCH = 0.005
 #: Seconds to wait for downloads to save their state after Ctrl-C before exiting anyway.
 SIGNAL_GRACE = 1.8
@@ -225,6 +225,10 @@ class Runner:
         except AccelError as exc:
             self._failed(exc)
             return
+        except RuntimeError:
+            if not self.manager.cancelled:
+                raise
+            return  # Ctrl-C came while this thread was adding: the run is over
         reporter = Reporter(
             self.stream,
             bar=self.tty,

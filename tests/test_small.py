@@ -271,3 +271,20 @@ def test_the_per_host_cap_holds(server: FaultServer, tmp_path: Path) -> None:
     assert [sha256(d.result()) for d in ds] == [sha256(x) for x in datas]
     spans = sorted((r.started, r.ended or 0.0) for r in server.requests)
     assert all(b[0] >= a[1] - 0.01 for a, b in zip(spans, spans[1:])), spans  # one at a time
+
+
+def test_a_kept_connection_the_server_closed_is_replaced(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    first, second = make_data(20 * KiB, 40), make_data(20 * KiB, 41)
+    server.add_file("/one.bin", first)
+    server.add_file("/two.bin", second)
+    with accel.Manager(jobs=1, directory=tmp_path, options=opts()) as m:
+        a = m.add(server.url("/one.bin"))
+        assert sha256(a.result()) == sha256(first)
+        server.drop_connections()  # the idle keep-alive connection goes away
+        b = m.add(server.url("/two.bin"))
+        assert sha256(b.result()) == sha256(second)
+    asked = gets(server, "/two.bin")
+    assert len(asked) == 1 and asked[0].range_header == f"bytes=0-{MiB - 1}"  # the loop's own
+    assert asked[0].connection_id != gets(server, "/one.bin")[0].connection_id

@@ -250,10 +250,8 @@ class Loop:
 
     def _connection(self, job: SmallJob) -> Tuple[Optional[Connection], bool]:
         idle = self._idle.get(job.key)
-        while idle:
-            conn = idle.pop()
-            self._sel.unregister(conn)
-            return conn, False
+        if idle:
+            return idle.pop(), False  # still registered for reading
         if job.key not in self._dialers:
             try:
                 self._dialers[job.key] = Dialer.make(job.session(), job.url, job.timeouts)
@@ -275,14 +273,15 @@ class Loop:
         self._active[conn] = active
         active.deadline = time.monotonic() + job.timeouts[1]
         extra = [(b"Range", b"bytes=0-%d" % (job.window - 1))]
+        if active.fresh:  # a connection is registered for reading while it is open
+            self._sel.register(conn, selectors.EVENT_READ, conn)
         try:
             active.out = conn.send(conn.dialer.target(job.url), extra, active.file)
         except WireError as exc:
-            self._sel.register(conn, selectors.EVENT_READ, conn)
             self._lost(active, exc)
             return
-        events = selectors.EVENT_WRITE if active.out else selectors.EVENT_READ
-        self._sel.register(conn, events, conn)
+        if active.out:
+            self._sel.modify(conn, selectors.EVENT_WRITE, conn)
 
     def _write(self, active: _Active) -> None:
         try:
@@ -355,13 +354,11 @@ class Loop:
         any answer (the server may close idle connections), else the regular path."""
         file = active.file
         self._end(active, reuse=False)
-        if not active.fresh and file.remote is None and not file.written:
-            conn, _ = self._connection(active.job)
-            if conn is not None:
-                self._send(_Active(active.job, file, conn, True))
-                return
-        log.debug("%s: %s; trying the regular path", active.job.url, exc)
         file.discard()
+        if not active.fresh and file.headers is None and not file.written:
+            self._pending.appendleft(active.job)  # starts again at once, on another connection
+            return
+        log.debug("%s: %s; trying the regular path", active.job.url, exc)
         active.job.regular(file.name, 0)
 
     def _end(self, active: _Active, *, reuse: bool) -> None:
@@ -370,19 +367,19 @@ class Loop:
         self._active.pop(conn, None)
         conn.done()  # the connection forgets the download (an idle one keeps no reference)
         self._release(active.job)
-        if active.paused:
-            active.paused = False
-        else:
-            try:
-                self._sel.unregister(conn)
-            except (KeyError, ValueError):
-                pass
         idle = self._idle.setdefault(active.job.key, [])
         if reuse and conn.reusable and len(idle) < MAX_IDLE:
             idle.append(conn)
-            self._sel.register(conn, selectors.EVENT_READ, conn)
+            if active.paused:
+                self._sel.register(conn, selectors.EVENT_READ, conn)
         else:
+            if not active.paused:
+                try:
+                    self._sel.unregister(conn)
+                except (KeyError, ValueError):
+                    pass
             conn.close()
+        active.paused = False
 
     def _release(self, job: SmallJob) -> None:
         if job.slots is not None:
@@ -403,11 +400,10 @@ class Loop:
                 active = self._active.get(item)
                 if active is None or not active.paused:
                     continue
-                active.paused = False
                 if active.ended:  # the body is all here: the budget is paid
-                    self._sel.register(item, selectors.EVENT_READ, item)
-                    self._complete(active)
+                    self._complete(active)  # (registers the connection again if kept)
                     continue
+                active.paused = False
                 active.deadline = now + active.job.timeouts[1]
                 self._sel.register(item, selectors.EVENT_READ, item)
             elif item in self._retrying:

@@ -26,6 +26,7 @@ from tests.helpers import (
     wait_until,
 )
 from tests.server import FaultHandler, FaultServer, RequestLog, make_data
+from tests.test_security import TLSFaultServer
 
 FAST = fast_retry(3)
 
@@ -288,3 +289,73 @@ def test_a_kept_connection_the_server_closed_is_replaced(
     asked = gets(server, "/two.bin")
     assert len(asked) == 1 and asked[0].range_header == f"bytes=0-{MiB - 1}"  # the loop's own
     assert asked[0].connection_id != gets(server, "/one.bin")[0].connection_id
+
+
+# -- TLS: the loop's sockets are made and verified by urllib3, as requests configures them --
+
+
+@pytest.fixture
+def tls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Tuple[TLSFaultServer, str]]:
+    import ssl
+
+    import trustme
+
+    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(var, raising=False)
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    with TLSFaultServer(ctx) as srv, ca.cert_pem.tempfile() as ca_file:
+        yield srv, ca_file
+
+
+def test_https_with_the_ca_bundle_runs_on_the_loop(
+    tls: Tuple[TLSFaultServer, str], tmp_path: Path
+) -> None:
+    srv, ca_file = tls
+    datas = [make_data(70 * KiB + i, 50 + i) for i in range(4)]
+    for i, data in enumerate(datas):
+        srv.add_file(f"/t{i}.bin", data)
+    ds, threads = run_all(
+        tmp_path, [srv.url(f"/t{i}.bin") for i in range(4)], jobs=2, options=opts(verify=ca_file)
+    )
+    assert [sha256(d.result()) for d in ds] == [sha256(x) for x in datas]
+    assert threads == ["accel-loop"] * 4
+    assert len({r.connection_id for r in srv.requests}) == 2  # TLS sessions kept alive
+
+
+def test_https_with_an_unknown_certificate_fails_as_before(
+    tls: Tuple[TLSFaultServer, str], tmp_path: Path
+) -> None:
+    srv, _ = tls
+    srv.add_file("/t.bin", make_data(10 * KiB, 60))
+    (d,), _ = run_all(tmp_path, [srv.url("/t.bin")])
+    error = d.exception()
+    assert isinstance(error, accel.NetworkError) and "TLS" in str(error), error
+    assert os.listdir(tmp_path) == []
+    (d,), threads = run_all(tmp_path, [srv.url("/t.bin")], options=opts(verify=False))
+    assert sha256(d.result()) == sha256(make_data(10 * KiB, 60))
+    assert threads == ["accel-loop"]
+
+
+def test_a_second_process_on_the_same_small_file_never_spoils_it(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    """The loop takes no lock file for a small file: a second process takes the name over
+    (lock free, .part replaced) and the first one, finding its .part gone, steps aside."""
+    data = make_data(700 * KiB, 61)
+    server.add_file("/s.bin", data)
+    server.faults.rate = 256 * KiB
+    first = popen_accel(server.url("/s.bin"), "-q", cwd=tmp_path)
+    try:
+        part = tmp_path / "s.bin.part"
+        wait_until(lambda: part.exists() and part.stat().st_size > 64 * KiB, 10, "a .part")
+        second = popen_accel(server.url("/s.bin"), "-q", cwd=tmp_path)
+        codes = sorted([first.wait(30), second.wait(30)])
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.kill()
+    assert codes[0] == 0 and codes[1] in (0, 6), codes
+    assert sha256(tmp_path / "s.bin") == sha256(data)
+    assert os.listdir(tmp_path) == ["s.bin"]

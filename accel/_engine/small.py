@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, Optional, Protocol, Tuple
 
 from accel import events as ev
 from accel._disk import state
-from accel._disk.storage import finalize
+from accel._disk.storage import FileLock, check_free_space, finalize
 from accel._http.fetch import raise_for_status
 from accel._http.wire import Headers
 from accel._util.names import content_disposition_name, name_from_url
@@ -44,7 +44,7 @@ from accel._util.remote import (
     http_date_to_timestamp,
 )
 from accel._util.urls import redact
-from accel.exceptions import AccelError, local_error
+from accel.exceptions import AccelError, LockedError, local_error
 from accel.limits import HostSlots, RateLimiter
 from accel.retry import RetryState
 
@@ -104,6 +104,7 @@ class SmallFile:
         "fd",
         "headers",
         "job",
+        "lock",
         "name",
         "name_",
         "part",
@@ -132,6 +133,7 @@ class SmallFile:
         self.headers: Optional[Headers] = None
         self.ranged = False
         self.resume = False  # big: continue in the segmented engine from the sidecar
+        self.lock: Optional[FileLock] = None
         self.ended = False
         #: Why the regular path must take over (None: all well so far).
         self.verdict: Optional[str] = None
@@ -186,7 +188,7 @@ class SmallFile:
                 if total > self.window:
                     if not self._remote(headers, True).validators.resumable:
                         return self._regular("a big file without a strong validator")
-                    self.resume = True  # the segmented engine says Started
+                    self._big(total)
             elif status == 200:
                 size = content_length(headers)
                 chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
@@ -199,6 +201,8 @@ class SmallFile:
             return self._regular(str(exc))
         if self.job.max_size is not None and self.total > self.job.max_size:
             return self._regular("larger than allowed")
+        if self.verdict is not None:
+            return None
         self.headers = headers
         self.ranged = status == 206
         if "content-disposition" in headers:
@@ -218,6 +222,22 @@ class SmallFile:
                     resumable=self.ranged and v.resumable,
                 )
             )
+
+    def _big(self, total: int) -> None:
+        """A file bigger than the window: its first window is kept for the segmented engine,
+        under the lock the engine takes (a second process gets LockedError, as there)."""
+        if self.job.max_size is not None and total > self.job.max_size:
+            return None  # the regular path says so (after on_head)
+        try:
+            check_free_space(Path(self.job.folder), total)
+            lock = FileLock(Path(self.part + ".lock"))
+            lock.acquire()
+        except AccelError as exc:
+            self.error = exc
+            return self._regular(str(exc))
+        self.lock = lock
+        self.resume = True  # the segmented engine says Started
+        return None
 
     def _remote(self, headers: Headers, ranges: bool) -> RemoteFile:
         if self.remote is None:
@@ -259,14 +279,22 @@ class SmallFile:
         try:
             if self.resume:
                 os.ftruncate(fd, self.total)
+            ours = os.fstat(fd)
             os.close(fd)
+            there = os.lstat(self.part)
         except OSError as exc:
+            self._unlock()
             return local_error(exc, f"cannot write {self.part}")
+        if (ours.st_dev, ours.st_ino) != (there.st_dev, there.st_ino):
+            # Another process took NAME.part over (it found no lock file): it is its now.
+            return LockedError(f"another accel process is downloading to this file ({self.part})")
         if self.resume:
             try:
                 self._save(self.written)
             except AccelError as exc:
                 return exc
+            finally:
+                self._unlock()
             return None
         mtime = _mtime(self.headers.get("Last-Modified"))
         try:
@@ -279,20 +307,20 @@ class SmallFile:
         """Cancelled: keep what arrived for a resume (True) or remove it (False)."""
         headers = self.headers
         remote = self._remote(headers, self.ranged) if headers is not None else None
-        fd, self.fd = self.fd, -1
         resumable = (
             remote is not None and remote.ranges and remote.validators.resumable and self.written
         )
-        try:
-            if resumable and self.total is not None:
-                os.ftruncate(fd, self.total)
-                os.close(fd)
+        if resumable and self.total is not None and self.fd >= 0:
+            try:
+                os.ftruncate(self.fd, self.total)
                 self._save(self.written)
-                return True
-            if fd >= 0:
+            except (OSError, AccelError) as exc:
+                log.warning("cannot keep %s: %s", self.part, exc)
+            else:
+                fd, self.fd = self.fd, -1
                 os.close(fd)
-        except (OSError, AccelError) as exc:
-            log.warning("cannot keep %s: %s", self.part, exc)
+                self._unlock()
+                return True
         self.discard()
         return False
 
@@ -305,6 +333,12 @@ class SmallFile:
                 os.unlink(self.part)
             except OSError:
                 pass
+        self._unlock()
+
+    def _unlock(self) -> None:
+        lock, self.lock = self.lock, None
+        if lock is not None:
+            lock.release()
 
     def _save(self, written: int) -> None:
         """The sidecar of a ``.part`` holding ``written`` bytes from the start."""

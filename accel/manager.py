@@ -18,6 +18,7 @@ import collections
 import dataclasses
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -62,6 +63,9 @@ class _Queued(NamedTuple):
     download: Downloader
     run: Callable[[], None]
     abandon: Callable[[], None]
+
+
+_KEPT = "download cancelled; what was recorded is kept for a new Downloader to resume"
 
 
 def _less(event: ev.Event, carried: int) -> ev.Event:
@@ -181,20 +185,16 @@ class Manager:
                 raise RuntimeError("cannot add downloads to a Manager that was closed or cancelled")
             entry = _Queued(download, run, abandon)
             job = self._small_job(download, entry) if self._loop is not None else None
-            if job is not None:
-                assert self._loop is not None
-                self._small[download] = (job, entry)
-                self._running.add(download)
-                self._loop.submit(job)
-                return
-            self._queue(entry)
+            if job is None:
+                return self._queue(entry)
+            self._small[download] = (job, entry)
+            self._running.add(download)
+            assert self._loop is not None
+            self._loop.submit(job)  # under the lock: a cancel() cannot slip in before it
 
     def _queue(self, entry: _Queued, first: bool = False) -> None:
         """Queue ``entry`` for a job thread, starting one if none is free (lock held)."""
-        if first:
-            self._queued.appendleft(entry)
-        else:
-            self._queued.append(entry)
+        (self._queued.appendleft if first else self._queued.append)(entry)
         if self._idle or len(self._threads) >= self.jobs:
             self._work.notify()
             return
@@ -216,35 +216,22 @@ class Manager:
         folder = download._directory or Path(".")
         listened = download._on_event is not None or self._on_event is not None
         scheme, rest = url.split("://", 1)
-        netloc = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+        netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
 
         def started(file: Snapshots) -> None:
             download._transfer = file
 
         def done(path: Path, size: int) -> None:
-            download.path = download._result = path
-            if listened:
-                download._emit(ev.Completed(path, size))
-            download._settle()
-            download._end()
+            download.path = path
+            download._conclude(path, None, ev.Completed(path, size) if listened else None)
 
         def failed(error: BaseException) -> None:
-            download._error = error
-            if listened:
-                download._emit(ev.Failed(error))
-            download._settle()
-            download._end()
+            download._conclude(None, error, ev.Failed(error) if listened else None)
 
         def cancelled(resumable: bool) -> None:
-            download._error = CancelledError(
-                "download cancelled; what was recorded is kept for a new Downloader to resume"
-                if resumable
-                else "cancelled"
-            )
-            if listened:
-                download._emit(ev.Cancelled(str(download._error), resumable=resumable))
-            download._settle()
-            download._end()
+            error = CancelledError(_KEPT if resumable else "cancelled")
+            event = ev.Cancelled(str(error), resumable=resumable) if listened else None
+            download._conclude(None, error, event)
 
         def regular(name: Optional[str], carried: int) -> None:
             if name is not None:

@@ -78,6 +78,7 @@ class Loop:
         self._idle: Dict[Any, List[Connection]] = {}
         self._dialers: Dict[Any, Optional[Dialer]] = {}
         self._dirs: Set[Path] = set()
+        self._view = memoryview(bytearray(RECV))  # every read lands here first
         self._timers: List[Tuple[float, int, Any]] = []  # (when, serial, Connection | job)
         self._retrying: Set[SmallJob] = set()  # waiting to try again
         self._serial = 0
@@ -296,8 +297,9 @@ class Loop:
         file = active.file
         before = file.written
         limiter = active.job.limiter
+        view = self._view if limiter is None else self._view[: limiter.read_size]
         try:
-            ended = active.conn.read(RECV if limiter is None else limiter.read_size)
+            ended = active.conn.read(view)
         except WireError as exc:
             self._lost(active, exc)
             return

@@ -25,7 +25,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, Optional, Protocol, Tuple, Union
 
 from accel import events as ev
 from accel._disk import state
@@ -244,7 +244,7 @@ class SmallFile:
             self.remote = describe(self.job.url, headers, self.total, ranges=ranges)
         return self.remote
 
-    def on_body(self, data: bytes) -> None:
+    def on_body(self, data: Union[bytes, bytearray]) -> None:
         if self.verdict is not None:
             return
         n = len(data)

@@ -20,7 +20,7 @@ import os
 import re
 import socket
 import ssl
-from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, Union, cast
 
 import requests
 from requests.utils import select_proxy
@@ -62,7 +62,7 @@ class Sink(Protocol):
     """Who hears one response: its head, its body in pieces, its end."""
 
     def on_head(self, status: int, reason: str, headers: Headers) -> None: ...
-    def on_body(self, data: bytes) -> None: ...
+    def on_body(self, data: Union[bytes, bytearray]) -> None: ...
     def on_end(self) -> None: ...
 
 
@@ -70,7 +70,7 @@ class _Parser(Protocol):
     sink: Optional[Sink]
 
     def request(self, target: bytes, headers: List[Tuple[bytes, bytes]]) -> bytes: ...
-    def feed(self, data: bytes) -> bool: ...
+    def feed(self, data: memoryview) -> bool: ...
     @property
     def reusable(self) -> bool: ...
 
@@ -115,18 +115,18 @@ class _H11:
         tail = self._conn.send(h11.EndOfMessage())
         return (head or b"") + (tail or b"")
 
-    def feed(self, data: bytes) -> bool:
-        """Parse ``data`` (b"": the peer closed); True when the response ended."""
+    def feed(self, data: memoryview) -> bool:
+        """Parse ``data`` (empty: the peer closed); True when the response ended."""
         h11 = self._h11
         conn = self._conn
         sink = self.sink
         assert sink is not None
         try:
-            conn.receive_data(data)
+            conn.receive_data(cast(bytes, data))  # copied into h11's buffer (bytes-like)
             while True:
                 event = conn.next_event()
                 if isinstance(event, h11.Data):
-                    sink.on_body(event.data)
+                    sink.on_body(event.data)  # (a bytearray h11 made: not the loop's buffer)
                 elif event is h11.NEED_DATA:
                     return False
                 elif isinstance(event, h11.Response):
@@ -195,7 +195,7 @@ class _Llhttp:
         assert self.sink is not None
         self.sink.on_end()
 
-    def feed(self, data: bytes) -> bool:
+    def feed(self, data: memoryview) -> bool:
         self._ended = False
         try:
             if data:
@@ -249,21 +249,22 @@ class Connection:
             raise WireError(f"cannot send: {exc.strerror or exc}") from exc
         return data[n:]
 
-    def read(self, size: int = RECV) -> Optional[bool]:
-        """Read up to ``size`` bytes and feed them to the parser: True when the response
-        ended, False when it needs more, None when nothing could be read yet (TLS)."""
+    def read(self, buffer: memoryview) -> Optional[bool]:
+        """Read into ``buffer`` (the loop's one buffer: the parser copies what it keeps)
+        and feed the parser: True when the response ended, False when it needs more, None
+        when nothing could be read yet (TLS)."""
         sock = self.sock
         try:
-            data = sock.recv(size)
+            n = sock.recv_into(buffer)
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             return None
         except OSError as exc:
             raise WireError(f"connection lost: {exc.strerror or exc}") from exc
-        ended = self._parser.feed(data)
+        ended = self._parser.feed(buffer[:n])
         pending = getattr(sock, "pending", None)
-        while not ended and data and pending is not None and pending():
-            data = sock.recv(size)  # TLS: bytes already decrypted wait in the SSL object
-            ended = self._parser.feed(data)
+        while not ended and n and pending is not None and pending():
+            n = sock.recv_into(buffer)  # TLS: bytes already decrypted wait in the SSL object
+            ended = self._parser.feed(buffer[:n])
         return ended
 
     @property

@@ -359,3 +359,44 @@ def test_a_second_process_on_the_same_small_file_never_spoils_it(
     assert codes[0] == 0 and codes[1] in (0, 6), codes
     assert sha256(tmp_path / "s.bin") == sha256(data)
     assert os.listdir(tmp_path) == ["s.bin"]
+
+
+def test_a_host_slow_to_connect_does_not_stall_the_others(
+    server: FaultServer, tmp_path: Path
+) -> None:
+    """Connections are made beside the loop: while one host takes its connect timeout
+    (a loopback listener whose backlog is full drops new SYNs), the others go on."""
+    import socket
+
+    stuck = socket.socket()
+    stuck.bind(("127.0.0.1", 0))
+    stuck.listen(0)
+    fillers = []
+    try:
+        for _ in range(3):  # fill the accept queue: later connects hang
+            c = socket.socket()
+            c.setblocking(False)
+            c.connect_ex(stuck.getsockname())
+            fillers.append(c)
+        time.sleep(0.1)
+        port = stuck.getsockname()[1]
+        datas = [make_data(30 * KiB, 70 + i) for i in range(6)]
+        for i, data in enumerate(datas):
+            server.add_file(f"/g{i}.bin", data)
+        ended: List[float] = []
+        started = time.monotonic()
+        with accel.Manager(
+            jobs=4, directory=tmp_path, options=opts(connect_timeout=3.0, retry=fast_retry(0))
+        ) as m:
+            slow = m.add(f"http://127.0.0.1:{port}/x.bin")
+            ds = [m.add(server.url(f"/g{i}.bin")) for i in range(len(datas))]
+            for d in ds:
+                d.add_done_callback(lambda d: ended.append(time.monotonic() - started))
+            assert [sha256(d.result()) for d in ds] == [sha256(x) for x in datas]
+            assert max(ended) < 2.0, ended  # long before the stuck connect times out
+            assert not slow.done
+            m.cancel()
+    finally:
+        for c in fillers:
+            c.close()
+        stuck.close()

@@ -16,12 +16,14 @@ else runs on the loop's thread.
 from __future__ import annotations
 
 import collections
+import contextlib
 import heapq
 import logging
 import selectors
 import socket
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional, Set, Tuple
 
@@ -29,7 +31,7 @@ from accel._disk.storage import prepare_directory
 from accel._engine.small import SmallFile, SmallJob
 from accel._http.wire import RECV, Connection, Dialer, WireError
 from accel._util.urls import redact
-from accel.exceptions import AccelError, CancelledError
+from accel.exceptions import AccelError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 IDLE_EXIT = 5.0
 #: Seconds between two looks at stalled connections and waiting host slots.
 SWEEP = 0.05
+#: Threads that make connections (DNS, TCP, TLS block) while the loop goes on.
+DIALERS = 4
 #: Idle keep-alive connections kept per origin.
 MAX_IDLE = 16
 
@@ -81,6 +85,8 @@ class Loop:
         self._view = memoryview(bytearray(RECV))  # every read lands here first
         self._timers: List[Tuple[float, int, Any]] = []  # (when, serial, Connection | job)
         self._retrying: Set[SmallJob] = set()  # waiting to try again
+        self._dialing: Dict[SmallJob, SmallFile] = {}  # waiting for a connection
+        self._dial_pool: Optional[ThreadPoolExecutor] = None
         self._serial = 0
 
     # -- any thread ---------------------------------------------------------------------
@@ -120,10 +126,8 @@ class Loop:
             self._wake()
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # full (the loop is awake anyway) or closed
             self._wake_w.send(b"x")
-        except OSError:  # full (the loop is awake anyway) or closed
-            pass
 
     # -- the loop's thread ----------------------------------------------------------------
 
@@ -134,7 +138,7 @@ class Loop:
             while True:
                 self._take_inbox()
                 now = time.monotonic()
-                if self._active or self._pending or self._retrying:
+                if self._active or self._pending or self._retrying or self._dialing:
                     idle_since = now
                 elif self._closing or now - idle_since > IDLE_EXIT:
                     with self._lock:
@@ -157,11 +161,9 @@ class Loop:
                 for key, mask in events:
                     conn = key.data
                     if conn is None:
-                        try:
+                        with contextlib.suppress(OSError):
                             while self._wake_r.recv(4096):
                                 pass
-                        except OSError:
-                            pass
                         continue
                     active = self._active.get(conn)
                     if active is None:  # an idle connection became readable: closed
@@ -182,6 +184,9 @@ class Loop:
         finally:
             if self._thread is None:
                 self._close_idle()
+                pool, self._dial_pool = self._dial_pool, None
+                if pool is not None:
+                    pool.shutdown(wait=False)
 
     def _take_inbox(self) -> None:
         while True:
@@ -194,6 +199,8 @@ class Loop:
                 kind, item = self._inbox.popleft()
             if kind == "job":
                 self._pending.append(item)
+            elif kind == "dialed":
+                self._dialed(*item)
             else:
                 self._cancel(item)
 
@@ -203,6 +210,11 @@ class Loop:
             waiting.cancelled(False)
         for waiting in [j for j in self._retrying if job is None or j is job]:
             self._retrying.discard(waiting)
+            waiting.cancelled(False)
+        for waiting, file in [(j, f) for j, f in self._dialing.items() if job in (None, j)]:
+            del self._dialing[waiting]
+            file.discard()
+            self._release(waiting)
             waiting.cancelled(False)
         for active in [a for a in self._active.values() if job is None or a.job is job]:
             self._end(active, reuse=False)
@@ -217,7 +229,7 @@ class Loop:
     def _fill(self) -> None:
         """Start pending downloads while fewer than ``jobs`` run."""
         tries = len(self._pending)
-        while self._pending and len(self._active) < self.jobs and tries:
+        while self._pending and len(self._active) + len(self._dialing) < self.jobs and tries:
             tries -= 1
             job = self._pending.popleft()
             if not self._start(job):
@@ -240,19 +252,10 @@ class Loop:
             self._release(job)
             job.regular(None, 0)
             return True
-        conn, fresh = self._connection(job)
-        if conn is None:
-            file.discard()
-            self._release(job)
-            job.regular(None, 0)
-            return True
-        self._send(_Active(job, file, conn, fresh))
-        return True
-
-    def _connection(self, job: SmallJob) -> Tuple[Optional[Connection], bool]:
         idle = self._idle.get(job.key)
         if idle:
-            return idle.pop(), False  # still registered for reading
+            self._send(_Active(job, file, idle.pop(), False))  # (still registered)
+            return True
         if job.key not in self._dialers:
             try:
                 self._dialers[job.key] = Dialer.make(job.session(), job.url, job.timeouts)
@@ -261,12 +264,33 @@ class Loop:
                 self._dialers[job.key] = None
         dialer = self._dialers[job.key]
         if dialer is None:
-            return None, False
-        try:
-            return dialer.dial(), True
-        except WireError as exc:
-            log.debug("%s", exc)
-            return None, False
+            file.discard()
+            self._release(job)
+            job.regular(None, 0)
+            return True
+        # DNS, TCP and TLS block: a few helper threads connect, the loop goes on meanwhile.
+        if self._dial_pool is None:
+            self._dial_pool = ThreadPoolExecutor(DIALERS, thread_name_prefix="accel-dial")
+        self._dialing[job] = file
+        future = self._dial_pool.submit(dialer.dial)
+        future.add_done_callback(lambda f: self._post("dialed", (job, f)))
+        return True
+
+    def _dialed(self, job: SmallJob, future: Future[Connection]) -> None:
+        """A connection for ``job`` was made (or not)."""
+        file = self._dialing.pop(job, None)
+        error = future.exception()
+        if file is None:  # cancelled meanwhile
+            if error is None:
+                future.result().close()
+            return
+        if error is not None:
+            log.debug("%s", error)
+            file.discard()
+            self._release(job)
+            job.regular(None, 0)  # the regular path reports it exactly
+            return
+        self._send(_Active(job, file, future.result(), True))
 
     def _send(self, active: _Active) -> None:
         job = active.job
@@ -376,10 +400,8 @@ class Loop:
                 self._sel.register(conn, selectors.EVENT_READ, conn)
         else:
             if not active.paused:
-                try:
+                with contextlib.suppress(KeyError, ValueError):
                     self._sel.unregister(conn)
-                except (KeyError, ValueError):
-                    pass
             conn.close()
         active.paused = False
 
@@ -422,12 +444,7 @@ class Loop:
     def _close_idle(self) -> None:
         for idle in self._idle.values():
             for conn in idle:
-                try:
+                with contextlib.suppress(KeyError, ValueError):
                     self._sel.unregister(conn)
-                except (KeyError, ValueError):
-                    pass
                 conn.close()
         self._idle.clear()
-
-
-__all__ = ["CancelledError", "Loop"]

@@ -33,6 +33,7 @@ from accel._engine.context import Context, Restart, record_url
 from accel._engine.plan import initial_plan, resume_plan
 from accel._engine.probe import Probe, probe
 from accel._engine.scheduler import DEFAULT_READ_MARGIN
+from accel._engine.small import Snapshots
 from accel._engine.sources import mint, mirror_sources
 from accel._engine.transfer import Transfer
 from accel._http.base import Session
@@ -148,7 +149,7 @@ class Downloader(DownloadFuture):
         super().__init__(listener)
         self._ctx: Optional[Context] = None
         self._completion: Optional[Completion] = None
-        self._transfer: Optional[Transfer] = None
+        self._transfer: Optional[Snapshots] = None  # a Transfer, or a SmallFile
         self._last: Optional[ev.Progress] = None
         self._name: Optional[str] = None
         self._sessions = session_pool

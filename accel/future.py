@@ -118,6 +118,17 @@ class DownloadFuture:
             finally:  # whatever happened, the download is over: say so
                 self._end()
 
+    def _conclude(
+        self, result: Optional[Path], error: Optional[BaseException], event: Optional[ev.Event]
+    ) -> None:
+        """End a download that ran elsewhere (the small-files loop): its outcome and, if
+        someone listens, its last event."""
+        self._result, self._error = result, error
+        if event is not None:
+            self._emit(event)
+        self._settle()
+        self._end()
+
     def _abandon(self) -> None:
         """End a queued download that never started: cancelled, with nothing to save."""
         self._error = CancelledError("cancelled before it started")

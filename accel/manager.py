@@ -18,6 +18,7 @@ import collections
 import dataclasses
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import (
     Any,
     Callable,
     Deque,
+    Dict,
     Iterator,
     List,
     NamedTuple,
@@ -37,13 +39,19 @@ from typing import (
 )
 
 from accel import events as ev
+from accel._engine.loop import Loop
+from accel._engine.scheduler import DEFAULT_READ_MARGIN
+from accel._engine.small import SmallJob, Snapshots
+from accel._engine.sources import slot_key
 from accel._http.session import SessionFactory, SessionPool
+from accel._http.wire import parser_name
 from accel._util.fdlimit import fit, open_file_limit
 from accel._util.meter import RateMeter
 from accel.downloader import URL, Downloader
-from accel.exceptions import UsageError
-from accel.limits import HostSlots
+from accel.exceptions import CancelledError, UsageError
+from accel.limits import HostSlots, RateLimiter
 from accel.options import Options, resolve
+from accel.retry import RetryState
 
 if TYPE_CHECKING:
     from accel.bars import ProgressOption, TotalBar
@@ -80,14 +88,18 @@ def _fit_open_files(jobs: int, options: Options) -> Tuple[int, Options]:
         jobs,
         most,
     )
-    return fitted_jobs, _capped(options, fitted)
+    return fitted_jobs, options.capped(fitted)
 
 
-def _capped(options: Options, most: int) -> Options:
-    """``options`` with at most ``most`` connections per download."""
-    if options.auto:
-        return dataclasses.replace(options, max_connections=most)
-    return dataclasses.replace(options, connections=most)
+_KEPT = "download cancelled; what was recorded is kept for a new Downloader to resume"
+
+
+def _less(event: ev.Event, carried: int) -> ev.Event:
+    """``event`` with ``carried`` bytes of this run not counted as resumed from an earlier
+    one (a file the small-files loop handed to the segmented engine)."""
+    if isinstance(event, ev.Started) and event.resumed >= carried:
+        return dataclasses.replace(event, resumed=event.resumed - carried)
+    return event
 
 
 class Manager:
@@ -161,6 +173,13 @@ class Manager:
             from accel.bars import TotalBar, bar_class
 
             self._bar = TotalBar(bar_class(progress))
+        # The many-small-files path (accel._engine.loop): one thread for every download
+        # whose first response may bring it whole; ACCEL_LEAN=0 turns it off.
+        lean = os.environ.get("ACCEL_LEAN", "1") != "0" and parser_name() is not None
+        self._loop: Optional[Loop] = Loop(jobs) if lean and session_factory is None else None
+        self._small: Dict[Downloader, Tuple[SmallJob, _Queued]] = {}
+        #: Downloads the loop handed over with bytes it fetched in this run.
+        self._carried: Dict[Downloader, int] = {}
 
     # -- adding -------------------------------------------------------------------------------
 
@@ -186,7 +205,7 @@ class Manager:
             settings["mirrors"] = tuple(mirrors)
         options = resolve(self.options, **settings) if settings else self.options
         if self._fd_cap is not None and options.most_connections > self._fd_cap:
-            options = _capped(options, self._fd_cap)
+            options = options.capped(self._fd_cap)
         return Downloader(  # it hands itself over through admit()
             url,
             output,
@@ -207,21 +226,120 @@ class Manager:
         with self._cond:
             if self._closed or self._cancelled:
                 raise RuntimeError("cannot add downloads to a Manager that was closed or cancelled")
-            self._queued.append(_Queued(download, run, abandon))
+            entry = _Queued(download, run, abandon)
             if self._bar is not None:
                 self._bar_files()
-            if self._idle or len(self._threads) >= self.jobs:
-                self._work.notify()
-                return
-            thread = threading.Thread(
-                target=self._job, name=f"accel-job-{len(self._threads)}", daemon=True
-            )
-            self._threads.append(thread)
+            job = self._small_job(download, entry) if self._loop is not None else None
+            if job is None:
+                return self._queue(entry)
+            self._small[download] = (job, entry)
+            self._running.add(download)
+            assert self._loop is not None
+            self._loop.submit(job)  # under the lock: a cancel() cannot slip in before it
+
+    def _queue(self, entry: _Queued, first: bool = False) -> None:
+        """Queue ``entry`` for a job thread, starting one if none is free (lock held)."""
+        (self._queued.appendleft if first else self._queued.append)(entry)
+        if self._idle or len(self._threads) >= self.jobs:
+            self._work.notify()
+            return
+        thread = threading.Thread(
+            target=self._job, name=f"accel-job-{len(self._threads)}", daemon=True
+        )
+        self._threads.append(thread)
         thread.start()
+
+    # -- the many-small-files path ------------------------------------------------------------
+
+    def _small_job(self, download: Downloader, entry: _Queued) -> Optional[SmallJob]:
+        """The download as a job for the loop, or None when it needs the regular path."""
+        opts = download.options
+        if opts.checksum or opts.mirrors or opts.fsync or download._output is not None:
+            return None
+        if opts.cookies is not None:  # a shared jar: cookies are the regular sessions' work
+            return None
+        limiter = opts.limit_rate if isinstance(opts.limit_rate, RateLimiter) else None
+        url = download.url
+        folder = download._directory or Path(".")
+        listened = (
+            download._on_event is not None
+            or self._on_event is not None
+            or download._bar is not None
+        )
+        scheme, rest = url.split("://", 1)
+        netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+
+        def started(file: Snapshots) -> None:
+            download._transfer = file
+
+        def done(path: Path, size: int) -> None:
+            download.path = path
+            download._conclude(path, None, ev.Completed(path, size) if listened else None)
+
+        def failed(error: BaseException) -> None:
+            download._conclude(None, error, ev.Failed(error) if listened else None)
+
+        def cancelled(resumable: bool) -> None:
+            error = CancelledError(_KEPT if resumable else "cancelled")
+            event = ev.Cancelled(str(error), resumable=resumable) if listened else None
+            download._conclude(None, error, event)
+
+        def regular(name: Optional[str], carried: int) -> None:
+            if name is not None:
+                download._name = name
+            if carried:  # bytes of this run, not an earlier one's: "resumed" does not count them
+                self._carried[download] = carried
+                inner = download._on_event
+                if inner is not None:
+                    download._on_event = lambda event: inner(_less(event, carried))
+            with self._cond:
+                self._small.pop(download, None)
+                if self._cancelled or download.cancelled:
+                    abandon = True
+                else:
+                    abandon = False
+                    self._running.discard(download)
+                    self._queue(entry, first=True)
+            if abandon:
+                cancelled(False)
+
+        return SmallJob(
+            url=url,
+            directory=folder,
+            folder=str(folder),
+            force=opts.force,
+            max_size=opts.max_filesize if isinstance(opts.max_filesize, int) else None,
+            timeouts=(opts.connect_timeout, opts.timeout),
+            window=max(opts.min_split, DEFAULT_READ_MARGIN),
+            key=(
+                opts.headers,
+                opts.verify,
+                (opts.proxy, opts.noproxy, opts.auth, opts.netrc),
+                scheme.lower(),
+                netloc.lower(),
+            ),
+            server_digest=opts.server_digest,
+            session=download._make_session,
+            tries=RetryState(opts.retry),
+            slots=opts.host_slots,
+            slot=slot_key(url) if opts.host_slots is not None else "",
+            limiter=limiter,
+            done=done,
+            failed=failed,
+            cancelled=cancelled,
+            regular=regular,
+            started=started,
+            emit=download._emit if listened else None,
+            report=download._report,
+        )
 
     def withdraw(self, download: Downloader) -> None:
         """A download was cancelled: if it is still queued, it ends now, never started."""
         with self._cond:
+            small = self._small.get(download)
+            if small is not None and self._loop is not None:
+                self._loop.cancel(small[0])
+                return
             entry = next((q for q in self._queued if q.download is download), None)
             if entry is None:
                 return
@@ -254,6 +372,9 @@ class Manager:
         """A download's event (called by the download's own thread)."""
         if self._on_event is None:
             return
+        carried = self._carried.get(download)
+        if carried:
+            event = _less(event, carried)
         try:
             self._on_event(download, event)
         except Exception:
@@ -270,6 +391,8 @@ class Manager:
         """A download ended: free its slot, start the next one, wake the waiters."""
         with self._cond:
             self._running.discard(download)
+            self._small.pop(download, None)
+            self._carried.pop(download, None)
             if failed:
                 self._failed += 1
             else:
@@ -325,6 +448,9 @@ class Manager:
         with self._cond:
             waiting, running = len(self._queued), len(self._running)
             done, failed = self._succeeded, self._failed
+            if self._loop is not None and self._small:
+                small, started = len(self._small), min(len(self._small), self._loop.running)
+                waiting, running = waiting + small - started, running - small + started
         # Queued downloads with a free job slot are starting (a job thread is taking them).
         starting = min(waiting, max(0, self.jobs - running))
         rate = self._meter.update(received)
@@ -344,6 +470,8 @@ class Manager:
             queued = list(self._queued)
             self._queued.clear()
             self._running.update(q.download for q in queued)  # until they end below
+        if self._loop is not None:
+            self._loop.cancel(None)  # the small downloads, at once
         for download in running:
             download.cancel()
         for entry in queued:  # never started: they end at once, with nothing to save
@@ -361,8 +489,12 @@ class Manager:
         with self._cond:
             self._closed = True
             self._work.notify_all()
+        if self._loop is not None:
+            self._loop.close(wait=False)
         if wait:
             self.wait()
+            if self._loop is not None:
+                self._loop.close(wait=True)
             with self._cond:
                 threads = [t for t in self._threads if t is not threading.current_thread()]
             for thread in threads:  # each sees the Manager closed and ends at once

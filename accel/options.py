@@ -174,6 +174,12 @@ class Options:
         """The most connections a download may use (what its segments are planned for)."""
         return self.max_connections if self.auto else int(self.connections)
 
+    def capped(self, most: int) -> Options:
+        """These options with at most ``most`` connections per download."""
+        if self.auto:
+            return dataclasses.replace(self, max_connections=min(most, self.max_connections))
+        return dataclasses.replace(self, connections=min(most, int(self.connections)))
+
     @property
     def initial_connections(self) -> int:
         """The connections a download starts with."""
@@ -191,6 +197,8 @@ def resolve(options: Optional[Options] = None, **settings: Any) -> Options:
     ``retry=RetryPolicy(attempts=N)``. An unknown name is a :class:`UsageError`: no setting
     is ever dropped.
     """
+    if not settings and isinstance(options, Options):
+        return options  # (a Manager resolves once; each of its downloads asks again)
     base = options if options is not None else Options()
     if not isinstance(base, Options):
         raise UsageError(f"options must be an accel.Options, not {type(base).__name__}")

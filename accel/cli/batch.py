@@ -34,6 +34,10 @@ from accel.options import normalize_headers
 if TYPE_CHECKING:
     from accel.cli.screen import Screen
 
+#: Without a screen: downloads queued beyond the running ones, and the seconds between two
+#: rounds of reporting (the Manager starts queued downloads itself).
+AHEAD = 64
+BATCH = 0.005
 #: Seconds to wait for downloads to save their state after Ctrl-C before exiting anyway.
 SIGNAL_GRACE = 1.8
 
@@ -154,6 +158,10 @@ class Runner:
         except AccelError as exc:
             self._failed(exc, index=index, url=job.url)
             return
+        except RuntimeError:
+            if not self.manager.cancelled:
+                raise
+            return  # Ctrl-C came while this thread was adding: the run is over
         if self.json is not None:
             self.json.add(index, redact(job.url))
         reporter = Reporter(
@@ -232,8 +240,12 @@ class Runner:
         entries = iter(self.jobs)
         exhausted = False
         # Without lines to draw, the next downloads wait in the Manager's queue, so a job
-        # thread that finishes one starts the next at once (not when this thread wakes).
-        ahead = self.args.jobs * (1 if self.screen is not None else 2)
+        # thread (or the small-files loop) that finishes one starts the next at once, and
+        # this thread wakes at most every BATCH seconds to report and refill (waking for
+        # each file would take the interpreter's lock from the loop thousands of times a
+        # second).
+        ahead = self.args.jobs * 2 if self.screen is not None else self.args.jobs + AHEAD
+        batch = 0.0 if self.screen is not None else BATCH
         with Signals(self._cancel_all) as signals, self._logs_above():
             while True:
                 while not (exhausted or self.stopping) and len(self.active) < ahead:
@@ -255,6 +267,8 @@ class Runner:
                     # be woken; it has nothing to save, so leave without it.
                     break
                 self._pump(timeout=0.1)
+                if batch and not self.stopping:
+                    time.sleep(batch)
                 self._collect(signals)
                 for index, (downloader, reporter) in self.active.items():
                     reporter.tick()

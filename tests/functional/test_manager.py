@@ -121,7 +121,12 @@ def test_as_completed_yields_in_order_of_ending(server: FaultServer, tmp_path: P
 # -- the job cap and progress ----------------------------------------------------------------
 
 
-def test_jobs_caps_running_downloads(server: FaultServer, tmp_path: Path) -> None:
+def test_jobs_caps_running_downloads(
+    server: FaultServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The regular path: one job thread per running download (the small-files loop runs
+    them all on one thread: tests/test_small.py)."""
+    monkeypatch.setenv("ACCEL_LEAN", "0")
     wait_no_download_threads()
     size = 192 * KiB
     datas = serve(server, 6, size, seed=10)

@@ -6,7 +6,10 @@
 * :class:`Nginx` (:mod:`tests.servers.nginx`) and :class:`Lighttpd`
   (:mod:`tests.servers.lighttpd`), real servers run from private temporary directories;
 * :class:`TLSFaultServer` (:mod:`tests.servers.tls`), the same over TLS;
-* :class:`FakeClock` (:mod:`tests.servers.clock`), the one injected clock of the unit tests.
+* :class:`FakeClock` (:mod:`tests.servers.clock`), the one injected clock of the unit tests;
+* :class:`MockTransport` (:mod:`tests.servers.mock`), a fake HTTP transport with no sockets
+  (a handler answers each request; :class:`RangedFile` serves a file with ranges) for unit
+  tests of the engine.
 
 Import from here: ``from tests.servers import FaultServer, make_data``.
 """
@@ -16,6 +19,7 @@ from tests.servers.data import KiB, MiB, make_data
 from tests.servers.faults import CIDict, Faults, RequestLog
 from tests.servers.handler import FaultHandler
 from tests.servers.lighttpd import Lighttpd, lighttpd_binary
+from tests.servers.mock import MockRequest, MockResponse, MockSession, MockTransport, RangedFile
 from tests.servers.nginx import Nginx, NginxError, nginx_binary, require_nginx
 from tests.servers.ports import free_port
 from tests.servers.server import FaultServer
@@ -30,8 +34,13 @@ __all__ = [
     "KiB",
     "Lighttpd",
     "MiB",
+    "MockRequest",
+    "MockResponse",
+    "MockSession",
+    "MockTransport",
     "Nginx",
     "NginxError",
+    "RangedFile",
     "RequestLog",
     "TLSFaultServer",
     "free_port",

@@ -244,7 +244,7 @@ class Runner:
         # this thread wakes at most every BATCH seconds to report and refill (waking for
         # each file would take the interpreter's lock from the loop thousands of times a
         # second).
-        ahead = self.args.jobs * 2 if self.screen is not None else self.args.jobs + AHEAD
+        ahead = self.args.jobs if self.screen is not None else self.args.jobs + AHEAD
         batch = 0.0 if self.screen is not None else BATCH
         with Signals(self._cancel_all) as signals, self._logs_above():
             while True:

@@ -102,6 +102,9 @@ class Faults:
     # random.Random(``slow_request_seed``): the same seed and request order give the same
     # slow requests. The draws restart when the seed changes and at restart_slow_draws().
     slow_request_probability: float = 0.0
+    # Or periodically: every k-th response with a body (the k-th, 2k-th, ... since the draws
+    # last restarted) is slow (a server whose every k-th request hits a cold cache).
+    slow_request_every: int = 0
     slow_request_factor: float = 8.0  # a slow request gets rate / factor (or straggler_rate)
     slow_request_seed: int = 0
     cut_after: Optional[int] = None  # send only this many body bytes, then close
@@ -157,7 +160,7 @@ class RequestLog:
     body_bytes_sent: int = 0
     response_headers: CIDict = field(default_factory=CIDict)
     completed: bool = False  # the whole response was sent
-    slow: bool = False  # drawn slow by ``Faults.slow_request_probability``
+    slow: bool = False  # drawn slow by ``Faults.slow_request_probability`` or ``_every``
     started: float = field(default_factory=time.monotonic)
     ended: Optional[float] = None  # monotonic time the server finished (or aborted) it
 
@@ -746,6 +749,7 @@ class FaultServer:
         self._port: Optional[int] = None
         self._slow_rng: Optional[random.Random] = None
         self._slow_key: Optional[Tuple[int, int]] = None  # (id(faults), seed) of the RNG
+        self._slow_count = 0  # responses with a body since the draws restarted
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -996,11 +1000,14 @@ class FaultServer:
         with self._lock:
             self.faults = Faults()
             self._slow_rng = None
+            self._slow_count = 0
 
     def restart_slow_draws(self) -> None:
-        """Start the slow-request draws again from ``faults.slow_request_seed``."""
+        """Start the slow-request draws again from ``faults.slow_request_seed`` (and the
+        count of ``faults.slow_request_every`` from zero)."""
         with self._lock:
             self._slow_rng = None
+            self._slow_count = 0
 
     # --- internals used by the handler ----------------------------------------------------
 
@@ -1043,13 +1050,15 @@ class FaultServer:
         """Whether the response about to be sent is slow (one draw per response with a body)."""
         with self._lock:
             f = self.faults
+            self._slow_count += 1
+            periodic = f.slow_request_every > 0 and self._slow_count % f.slow_request_every == 0
             if f.slow_request_probability <= 0:
-                return False
+                return periodic
             key = (id(f), f.slow_request_seed)
             if self._slow_rng is None or self._slow_key != key:
                 self._slow_rng = random.Random(f.slow_request_seed)
                 self._slow_key = key
-            return self._slow_rng.random() < f.slow_request_probability
+            return self._slow_rng.random() < f.slow_request_probability or periodic
 
     def _take_cut(self, body_len: int) -> Optional[Tuple[int, bool]]:
         """Arm a cut for a body of ``body_len`` bytes: (cut_at, rst) or None."""

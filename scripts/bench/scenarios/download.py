@@ -125,7 +125,7 @@ class DownloadScenario(Scenario):
         problem = verify(out, self.data) if outcome.exit_code == 0 else None
         sent, requests = endpoint.since(mark)
         seed = slow = None
-        if isinstance(endpoint, FaultEndpoint) and endpoint.seed is not None:
+        if isinstance(endpoint, FaultEndpoint) and endpoint.slow_drawn():
             seed, slow = endpoint.seed, endpoint.slow_since(mark)
         error = outcome.failure(problem)
         return Record(

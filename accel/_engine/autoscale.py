@@ -9,7 +9,9 @@ once the connections it added are under way. A download starts with
 doubles them each step (4, 8, 16) while each addition pays: the total rate must grow by at
 least :data:`EFFICIENCY` of what the added connections would bring if every connection were
 as fast as the others (a per-connection throttle), and at least by :data:`MIN_GAIN`. The
-first addition that does not pay is undone; from then on it tries one more connection every
+first addition that does not pay is undone; a step whose bytes came in bursts is measured
+over :data:`BURST_PERIOD` instead (a rate over a fraction of a second between two bursts
+says nothing); from then on it tries one more connection every
 :data:`RETRY_AFTER` seconds, and keeps it only if it pays. A 429/503 takes one connection
 away and stops the growth for as long as the scheduler holds its lower cap (it says until
 when). It never goes above ``cap`` nor below one. No threads, no sockets; the clock is
@@ -37,6 +39,12 @@ EFFICIENCY = 0.5
 MIN_GAIN = 0.1
 #: Seconds at a steady count before one more connection is tried again.
 RETRY_AFTER = 3.0
+#: A step whose bytes came in bursts (no progress for at least this share of its time) ...
+BURSTY_IDLE = 0.5
+#: ... is measured over this many seconds instead: a server that paces in whole seconds
+#: (nginx's ``limit_rate`` sends each second's worth at once) shows each connection's
+#: rate only over a whole second, which holds exactly one of its bursts.
+BURST_PERIOD = 1.0
 
 
 class Autoscaler:
@@ -66,6 +74,8 @@ class Autoscaler:
         self._retry_at = 0.0
         self._began = clock()  # the current step
         self._mark: Optional[RateWindow] = None  # the step's rate, once settled
+        self._last = (self._began, 0)  # the previous call's (time, written)
+        self._idle = 0.0  # seconds of the measured step that brought no byte
 
     @property
     def growing(self) -> bool:
@@ -77,16 +87,21 @@ class Autoscaler:
         (never decreasing) and, if a 429/503 came since the last call, until when the
         scheduler keeps its lower cap (on this clock)."""
         now = self._clock()
+        last, self._last = self._last, (now, written)
         if throttled_until is not None:
             return self._throttled(now, count, throttled_until)
         elapsed = now - self._began
         if self._mark is None:
             if elapsed >= self.settle:
-                self._mark = RateWindow(now, written)
+                self._mark, self._idle = RateWindow(now, written), 0.0
             return count
+        if written <= last[1]:
+            self._idle += max(0.0, now - max(last[0], self._mark.oldest[0]))
         since = self._mark.oldest[0]
         if elapsed < self.interval or now <= since:
             return count
+        if now - since < BURST_PERIOD and self._idle >= BURSTY_IDLE * (now - since):
+            return count  # bursts: measure over a whole period
         rate = max(0.0, self._mark.rate(now, written))
         target = self._judge(now, count, rate)
         if target != count:
@@ -94,6 +109,7 @@ class Autoscaler:
             self._began, self._mark = now, None
         else:  # nothing new to wait for: the next step is measured from now
             self._began, self._mark = now - self.settle, RateWindow(now, written)
+        self._idle = 0.0
         return target
 
     def _judge(self, now: float, count: int, rate: float) -> int:

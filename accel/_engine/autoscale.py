@@ -9,10 +9,12 @@ once the connections it added are under way. A download starts with
 doubles them each step (4, 8, 16) while each addition pays: the total rate must grow by at
 least :data:`EFFICIENCY` of what the added connections would bring if every connection were
 as fast as the others (a per-connection throttle), and at least by :data:`MIN_GAIN`. The
-first addition that does not pay is undone; a step whose bytes came in bursts is measured
-over :data:`BURST_PERIOD` instead (a rate over a fraction of a second between two bursts
-says nothing); from then on it tries one more connection every
-:data:`RETRY_AFTER` seconds, and keeps it only if it pays. A 429/503 takes one connection
+first addition that does not pay is undone; from then on it tries one more connection every
+:data:`RETRY_AFTER` seconds, and keeps it only if it pays. A step whose bytes came in bursts
+with pauses between them (a server that paces each request in whole seconds, as nginx's
+``limit_rate`` does: a rate over a fraction of a second between two bursts says nothing)
+doubles on during the slow start (such a server paces each request: more connections pay),
+and is measured over :data:`BURST_PERIOD` afterwards. A 429/503 takes one connection
 away and stops the growth for as long as the scheduler holds its lower cap (it says until
 when). It never goes above ``cap`` nor below one. No threads, no sockets; the clock is
 injected.
@@ -58,6 +60,7 @@ class Autoscaler:
         interval: float = INTERVAL,
         settle: float = SETTLE,
         clock: Callable[[], float] = time.monotonic,
+        written: int = 0,
     ) -> None:
         if cap < 1:
             raise ValueError("cap must be >= 1")
@@ -74,8 +77,9 @@ class Autoscaler:
         self._retry_at = 0.0
         self._began = clock()  # the current step
         self._mark: Optional[RateWindow] = None  # the step's rate, once settled
-        self._last = (self._began, 0)  # the previous call's (time, written)
+        self._last = (self._began, written)  # the previous call's (time, written)
         self._idle = 0.0  # seconds of the measured step that brought no byte
+        self._start = written  # the bytes written when the step began
 
     @property
     def growing(self) -> bool:
@@ -100,16 +104,25 @@ class Autoscaler:
         since = self._mark.oldest[0]
         if elapsed < self.interval or now <= since:
             return count
-        if now - since < BURST_PERIOD and self._idle >= BURSTY_IDLE * (now - since):
-            return count  # bursts: measure over a whole period
         rate = max(0.0, self._mark.rate(now, written))
-        target = self._judge(now, count, rate)
+        if self._idle < BURSTY_IDLE * (now - since) or written <= self._start:
+            target = self._judge(now, count, rate)  # steady (or nothing at all)
+        elif self._slow_start and self._growing and count < self.cap:
+            # Bursts with pauses between them: a server pacing each request (nginx's
+            # limit_rate sends each second's worth at once), where more connections pay
+            # and a fraction of a second cannot tell by how much: on with the slow start.
+            self._base = None
+            target = count + self._step(count)
+        elif now - since < BURST_PERIOD:
+            return count  # measured over a whole period: one burst of each connection
+        else:
+            target = self._judge(now, count, rate)
         if target != count:
             log.debug("%d connections: %.0f bytes/s; now %d", count, rate, target)
             self._began, self._mark = now, None
         else:  # nothing new to wait for: the next step is measured from now
             self._began, self._mark = now - self.settle, RateWindow(now, written)
-        self._idle = 0.0
+        self._idle, self._start = 0.0, written
         return target
 
     def _judge(self, now: float, count: int, rate: float) -> int:

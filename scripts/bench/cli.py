@@ -102,7 +102,7 @@ def parse_run(argv: Sequence[str]) -> tuple[RunOptions, argparse.Namespace]:
     except ValueError as exc:
         parser.error(
             f"unknown scenario {exc}; choose from {', '.join(REGISTRY)} "
-            "(or 1-7, 8.1-8.5; stragglers: all of 8.x)"
+            "(or 1-7, 8.0-8.5; stragglers: all of 8.x)"
         )
     runs = args.runs if args.runs is not None else 1 if args.quick else 5
     files = args.files if args.files is not None else 100 if args.quick else 1000

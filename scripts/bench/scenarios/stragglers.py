@@ -7,7 +7,9 @@ per-connection rate, with one pattern of slowness:
   hits a cold cache); the count restarts before every run, so every tool meets the slow
   requests at the same positions of its own request order;
 - ``random``: each response is slow with probability p, drawn from a seeded RNG (seeds 1-3);
-- ``connection``: every K-th connection is slow (the phase aligned before every run).
+- ``connection``: every K-th connection is slow (the phase aligned before every run);
+- ``none``: no straggler at all, at the periodic members' rate: what each tool takes
+  where the ideal is reachable (its start-up and its tail), the floor under the others.
 
 The ideal is the straggler-free one, size / (N x rate). Targets (issue 22): accel <= 0.7x
 axel's wall and <= 1.4x the ideal in every member.
@@ -31,7 +33,7 @@ class Stragglers(DownloadScenario):
     """One member of the family (subclasses set the pattern)."""
 
     filename = "stragglers.bin"
-    pattern: ClassVar[str]  # "periodic", "random" or "connection"
+    pattern: ClassVar[str]  # "periodic", "random", "connection" or "none"
     every: ClassVar[int] = 0  # periodic / connection: K
     probability: ClassVar[float] = 0.0  # random: p
     slow_factor: ClassVar[float] = 8.0
@@ -52,6 +54,8 @@ class Stragglers(DownloadScenario):
                 return FaultEndpoint(
                     [self.data], rate=rate, straggler_every=self.every, straggler_factor=factor
                 )
+            if self.pattern == "none":
+                return FaultEndpoint([self.data], rate=rate)
             if self.pattern == "random":
                 return FaultEndpoint(
                     [self.data],
@@ -76,6 +80,8 @@ class Stragglers(DownloadScenario):
     def label(self) -> str:
         """The pattern in a few words, for the family's summary."""
         nth = _ordinal(self.every)
+        if self.pattern == "none":
+            return "no straggler"
         if self.pattern == "periodic":
             return f"every {nth} request {self.slow_factor:g}x slower"
         if self.pattern == "random":
@@ -117,6 +123,7 @@ def _member(
 
 #: The members, in run order.
 MEMBERS: tuple[type[Stragglers], ...] = (
+    _member("stragglers-none", "8.0", "none", 3_000_000, 1),
     _member("stragglers-periodic-4", "8.1", "periodic", 3_000_000, 6, every=4),
     _member("stragglers-periodic-3", "8.2", "periodic", 3_000_000, 8, every=3),
     _member("stragglers-random-33", "8.3", "random", 2_000_000, 8, probability=1 / 3),

@@ -10,7 +10,11 @@ doubles them each step (4, 8, 16) while each addition pays: the total rate must 
 least :data:`EFFICIENCY` of what the added connections would bring if every connection were
 as fast as the others (a per-connection throttle), and at least by :data:`MIN_GAIN`. The
 first addition that does not pay is undone; from then on it tries one more connection every
-:data:`RETRY_AFTER` seconds, and keeps it only if it pays. A 429/503 takes one connection
+:data:`RETRY_AFTER` seconds, and keeps it only if it pays. A step whose bytes came in bursts
+with pauses between them (a server that paces each request in whole seconds, as nginx's
+``limit_rate`` does: a rate over a fraction of a second between two bursts says nothing)
+doubles on during the slow start (such a server paces each request: more connections pay),
+and is measured over :data:`BURST_PERIOD` afterwards. A 429/503 takes one connection
 away and stops the growth for as long as the scheduler holds its lower cap (it says until
 when). It never goes above ``cap`` nor below one. No threads, no sockets; the clock is
 injected.
@@ -37,6 +41,12 @@ EFFICIENCY = 0.5
 MIN_GAIN = 0.1
 #: Seconds at a steady count before one more connection is tried again.
 RETRY_AFTER = 3.0
+#: A step whose bytes came in bursts (no progress for at least this share of its time) ...
+BURSTY_IDLE = 0.5
+#: ... is measured over this many seconds instead: a server that paces in whole seconds
+#: (nginx's ``limit_rate`` sends each second's worth at once) shows each connection's
+#: rate only over a whole second, which holds exactly one of its bursts.
+BURST_PERIOD = 1.0
 
 
 class Autoscaler:
@@ -50,6 +60,7 @@ class Autoscaler:
         interval: float = INTERVAL,
         settle: float = SETTLE,
         clock: Callable[[], float] = time.monotonic,
+        written: int = 0,
     ) -> None:
         if cap < 1:
             raise ValueError("cap must be >= 1")
@@ -66,6 +77,9 @@ class Autoscaler:
         self._retry_at = 0.0
         self._began = clock()  # the current step
         self._mark: Optional[RateWindow] = None  # the step's rate, once settled
+        self._last = (self._began, written)  # the previous call's (time, written)
+        self._idle = 0.0  # seconds of the measured step that brought no byte
+        self._start = written  # the bytes written when the step began
 
     @property
     def growing(self) -> bool:
@@ -77,23 +91,38 @@ class Autoscaler:
         (never decreasing) and, if a 429/503 came since the last call, until when the
         scheduler keeps its lower cap (on this clock)."""
         now = self._clock()
+        last, self._last = self._last, (now, written)
         if throttled_until is not None:
             return self._throttled(now, count, throttled_until)
         elapsed = now - self._began
         if self._mark is None:
             if elapsed >= self.settle:
-                self._mark = RateWindow(now, written)
+                self._mark, self._idle = RateWindow(now, written), 0.0
             return count
+        if written <= last[1]:
+            self._idle += max(0.0, now - max(last[0], self._mark.oldest[0]))
         since = self._mark.oldest[0]
         if elapsed < self.interval or now <= since:
             return count
         rate = max(0.0, self._mark.rate(now, written))
-        target = self._judge(now, count, rate)
+        if self._idle < BURSTY_IDLE * (now - since) or written <= self._start:
+            target = self._judge(now, count, rate)  # steady (or nothing at all)
+        elif self._slow_start and self._growing and count < self.cap:
+            # Bursts with pauses between them: a server pacing each request (nginx's
+            # limit_rate sends each second's worth at once), where more connections pay
+            # and a fraction of a second cannot tell by how much: on with the slow start.
+            self._base = None
+            target = count + self._step(count)
+        elif now - since < BURST_PERIOD:
+            return count  # measured over a whole period: one burst of each connection
+        else:
+            target = self._judge(now, count, rate)
         if target != count:
             log.debug("%d connections: %.0f bytes/s; now %d", count, rate, target)
             self._began, self._mark = now, None
         else:  # nothing new to wait for: the next step is measured from now
             self._began, self._mark = now - self.settle, RateWindow(now, written)
+        self._idle, self._start = 0.0, written
         return target
 
     def _judge(self, now: float, count: int, rate: float) -> int:

@@ -94,6 +94,7 @@ class Claim:
             meter.start,
             meter.window.oldest,
             self.seg.end,
+            meter.peak,
         )
 
     def __repr__(self) -> str:

@@ -45,6 +45,9 @@ MAX_RESTARTS = 6
 RESTARTS_PER_CONNECTION = 4
 #: Speed is measured over about this many recent seconds (a claim may span two requests).
 WINDOW = 0.5
+#: A request's speed over a window at least this long counts towards its peak (shorter
+#: ones say more about one read than about the request).
+PEAK_SPAN = 0.25
 #: Seconds between two samples of a claim's position.
 SAMPLE_EVERY = 0.05
 #: Hedges by speed stop once the bytes fetched twice exceed this share of the download ...
@@ -77,10 +80,11 @@ class Meter:
     """What the scheduler measured of a claim's current request (kept under its lock).
 
     A claim may span several requests (the probe's response, then the rest; a retry): a
-    new response starts a new measurement. ``window`` is the request's recent speed.
+    new response starts a new measurement. ``window`` is the request's recent speed, ``peak``
+    the fastest it was over a window of ``PEAK_SPAN`` seconds or more.
     """
 
-    __slots__ = ("first_read", "response", "since", "start", "window")
+    __slots__ = ("first_read", "peak", "response", "since", "start", "window")
 
     def __init__(self, now: float, pos: int, response: Any = None) -> None:
         self._begin(now, pos, response)
@@ -91,6 +95,7 @@ class Meter:
         self.response = response
         self.first_read: Optional[float] = None  # seconds from ``since`` to its first write
         self.window = RateWindow(now, pos, span=WINDOW, every=SAMPLE_EVERY)
+        self.peak = 0.0
 
     def observe(self, now: float, pos: int, last_progress: float, response: Any) -> Optional[float]:
         """Sample the claim's ``pos`` (its request: ``response``); returns its first read's
@@ -100,7 +105,10 @@ class Meter:
             if self.response is not None:  # a new request on the same claim
                 self._begin(now, pos, response)
             self.response = response
-        self.window.add(now, pos)
+        window = self.window
+        window.add(now, pos)
+        if now - window.oldest[0] >= PEAK_SPAN:
+            self.peak = max(self.peak, window.rate(now, pos))
         if self.first_read is None and pos > self.start:
             self.first_read = max(0.0, min(last_progress, now) - self.since)
             if now - self.since <= WINDOW:
@@ -126,10 +134,14 @@ def straggling(
     clearly sooner than it would, when a new request runs at ``fresh`` bytes/s.
 
     It is judged (see :func:`judgeable`) on an upper bound of its speed: its read in flight
-    counted as done (a large read on a slow link is not mistaken for no progress).
+    counted as done (a large read on a slow link is not mistaken for no progress). A request
+    that has shown it can be fast (:meth:`ClaimView.shown_fast`) is never a straggler: it is
+    judged on its own early rate, not only on its latest window.
     """
     if fresh <= 0 or not judgeable(claim, now, first_read):
         return False
+    if claim.shown_fast(fresh, SLOW_SHARE):
+        return False  # a pause between bursts, not a slow request
     if claim.window_rate(now, claim.read_margin) >= SLOW_SHARE * fresh:
         return False
     rate = claim.window_rate(now)
@@ -271,6 +283,8 @@ def steal(
 def unproven(claim: ClaimView, now: float, fresh: float, first_read: float) -> bool:
     """Whether ``claim``'s request could be judged but has not shown it is no straggler."""
     if fresh <= 0 or not judgeable(claim, now, first_read):
+        return False
+    if claim.shown_fast(fresh, SLOW_SHARE):
         return False
     return claim.window_rate(now) < SLOW_SHARE * fresh
 

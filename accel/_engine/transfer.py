@@ -236,7 +236,7 @@ class Transfer:
         # Spare workers steal from the others.
         count = self.scheduler.connections if self.scheduler.has_work() or claim is not None else 0
         if count and self.ctx.options.auto:
-            self.autoscaler = Autoscaler(self.ctx.options.max_connections)
+            self.autoscaler = Autoscaler(self.ctx.options.max_connections, written=self.reported)
         self._worker = Worker(
             self.ctx, self.scheduler, self.pool, self.part.fd, self.remote, self.stop, self.messages
         )

@@ -29,6 +29,13 @@ class ClaimView(NamedTuple):
     since_pos: int  # the offset that request started at
     window: Tuple[float, int]  # (time, pos): where its recent speed is measured from
     seg_end: int  # the last offset of its segment
+    peak: float = 0.0  # the fastest its current request has been over a judged window
+
+    def shown_fast(self, fresh: float, share: float) -> bool:
+        """Whether its current request has run at ``share`` of ``fresh`` or faster over a
+        judged window: then it is no slow request, whatever it does now (a server that sends
+        in bursts, as nginx's ``limit_rate`` does once a second, pauses between them)."""
+        return fresh > 0 and self.peak >= share * fresh
 
     def rate(self, now: float) -> float:
         """Average bytes/s since the claim started."""

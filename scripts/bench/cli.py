@@ -100,7 +100,10 @@ def parse_run(argv: Sequence[str]) -> tuple[RunOptions, argparse.Namespace]:
     try:
         scenarios = resolve([s.strip() for s in args.scenarios.split(",") if s.strip()])
     except ValueError as exc:
-        parser.error(f"unknown scenario {exc}; choose from {', '.join(REGISTRY)} (or 1-7)")
+        parser.error(
+            f"unknown scenario {exc}; choose from {', '.join(REGISTRY)} "
+            "(or 1-7, 8.0-8.5; stragglers: all of 8.x)"
+        )
     runs = args.runs if args.runs is not None else 1 if args.quick else 5
     files = args.files if args.files is not None else 100 if args.quick else 1000
     urls = args.urls if args.urls is not None else 2000 if args.quick else 100_000

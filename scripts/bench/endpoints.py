@@ -152,6 +152,7 @@ class FaultEndpoint(Endpoint):
         straggler_factor: float = 8.0,
         slow_request_probability: Optional[float] = None,
         slow_request_factor: float = 8.0,
+        slow_request_every: Optional[int] = None,
     ) -> None:
         self.seed: Optional[int] = None  # per-request slowness: the next run's seed
         self.server = FaultServer().start()
@@ -174,6 +175,12 @@ class FaultEndpoint(Endpoint):
                     f"each request {slow_request_factor:g}x slower with probability "
                     f"{slow_request_probability:.2g}, seeded"
                 )
+            if slow_request_every is not None:
+                faults.slow_request_every = slow_request_every
+                faults.slow_request_factor = slow_request_factor
+                parts.append(
+                    f"every {slow_request_every}th request {slow_request_factor:g}x slower"
+                )
         except BaseException:
             self.server.stop()
             raise
@@ -194,6 +201,10 @@ class FaultEndpoint(Endpoint):
         sent, requests = self._counters()
         return sent - mark[0], requests - mark[1]
 
+    def slow_drawn(self) -> bool:
+        """Whether responses are drawn slow (seeded or periodic per-request slowness)."""
+        return self.seed is not None or self.server.faults.slow_request_every > 0
+
     def slow_since(self, mark: Mark) -> int:
         """Responses drawn slow (per-request slowness) since ``mark``."""
         return sum(1 for r in self.server.requests[mark[1] :] if getattr(r, "slow", False))
@@ -209,7 +220,8 @@ class FaultEndpoint(Endpoint):
         """
         if self.seed is not None:
             self.server.faults.slow_request_seed = self.seed
-            self.server.restart_slow_draws()
+        if self.seed is not None or self.server.faults.slow_request_every:
+            self.server.restart_slow_draws()  # the K-th request of every run is slow
         every = self.server.faults.straggler_every or 0
         if every <= 1:
             return

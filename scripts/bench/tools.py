@@ -99,6 +99,13 @@ def autoscale_start() -> int:
     return AUTO_START
 
 
+def auto_cap() -> int:
+    """The most connections ``-n auto`` uses by default (accel's own figure)."""
+    from accel.options import AUTO_CAP
+
+    return AUTO_CAP
+
+
 def auto_count(stderr: str) -> int:
     """The connection count ``accel -n auto`` ended with, from its ``-v`` log."""
     found = re.findall(r"auto: (\d+) connections", stderr)

@@ -720,3 +720,26 @@ def test_serve_script_end_to_end(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+def test_every_kth_request_is_slow(srv: FaultServer) -> None:
+    data = make_data(128 * 1024, seed=9)
+    srv.add_file("/k", data)
+    srv.faults.rate = 4 * 1024 * 1024  # ~31 ms per body; a slow one at 1/8: ~0.25 s
+    srv.faults.slow_request_every = 3
+    times = []
+    with requests.Session() as session:  # one connection: slowness is per request
+        requests.head(srv.url("/k"), timeout=10)  # no body: not counted
+        for _ in range(6):
+            t0 = time.monotonic()
+            assert get(srv, "/k", session)[1] == data
+            times.append(time.monotonic() - t0)
+    served = [r for r in srv.requests if r.method == "GET"]
+    assert [r.slow for r in served] == [False, False, True, False, False, True]
+    slow, fast = [times[2], times[5]], times[:2] + times[3:5]
+    assert min(slow) > 0.2 and max(fast) < min(slow) / 2
+    srv.restart_slow_draws()  # the count starts again
+    srv.reset_counters()
+    for _ in range(3):
+        get(srv, "/k")
+    assert [r.slow for r in srv.requests] == [False, False, True]

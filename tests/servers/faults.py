@@ -61,6 +61,9 @@ class Faults:
     # random.Random(``slow_request_seed``): the same seed and request order give the same
     # slow requests. The draws restart when the seed changes and at restart_slow_draws().
     slow_request_probability: float = 0.0
+    # Or periodically: every k-th response with a body (the k-th, 2k-th, ... since the draws
+    # last restarted) is slow (a server whose every k-th request hits a cold cache).
+    slow_request_every: int = 0
     slow_request_factor: float = 8.0  # a slow request gets rate / factor (or straggler_rate)
     slow_request_seed: int = 0
     cut_after: Optional[int] = None  # send only this many body bytes, then close
@@ -116,6 +119,6 @@ class RequestLog:
     body_bytes_sent: int = 0
     response_headers: CIDict = field(default_factory=CIDict)
     completed: bool = False  # the whole response was sent
-    slow: bool = False  # drawn slow by ``Faults.slow_request_probability``
+    slow: bool = False  # drawn slow by ``Faults.slow_request_probability`` or ``_every``
     started: float = field(default_factory=time.monotonic)
     ended: Optional[float] = None  # monotonic time the server finished (or aborted) it

@@ -75,6 +75,7 @@ class FaultServer:
         self._port: Optional[int] = None
         self._slow_rng: Optional[random.Random] = None
         self._slow_key: Optional[Tuple[int, int]] = None  # (id(faults), seed) of the RNG
+        self._slow_count = 0  # responses with a body since the draws restarted
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -345,11 +346,14 @@ class FaultServer:
         with self._lock:
             self.faults = Faults()
             self._slow_rng = None
+            self._slow_count = 0
 
     def restart_slow_draws(self) -> None:
-        """Start the slow-request draws again from ``faults.slow_request_seed``."""
+        """Start the slow-request draws again from ``faults.slow_request_seed`` (and the
+        count of ``faults.slow_request_every`` from zero)."""
         with self._lock:
             self._slow_rng = None
+            self._slow_count = 0
 
     # --- internals used by the handler ----------------------------------------------------
 
@@ -392,13 +396,15 @@ class FaultServer:
         """Whether the response about to be sent is slow (one draw per response with a body)."""
         with self._lock:
             f = self.faults
+            self._slow_count += 1
+            periodic = f.slow_request_every > 0 and self._slow_count % f.slow_request_every == 0
             if f.slow_request_probability <= 0:
-                return False
+                return periodic
             key = (id(f), f.slow_request_seed)
             if self._slow_rng is None or self._slow_key != key:
                 self._slow_rng = random.Random(f.slow_request_seed)
                 self._slow_key = key
-            return self._slow_rng.random() < f.slow_request_probability
+            return self._slow_rng.random() < f.slow_request_probability or periodic
 
     def _take_cut(self, body_len: int) -> Optional[Tuple[int, bool]]:
         """Arm a cut for a body of ``body_len`` bytes: (cut_at, rst) or None."""

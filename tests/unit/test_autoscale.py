@@ -10,7 +10,7 @@ from typing import Callable, List
 import pytest
 
 import accel
-from accel._engine.autoscale import INTERVAL, RETRY_AFTER, Autoscaler
+from accel._engine.autoscale import BURST_PERIOD, INTERVAL, RETRY_AFTER, Autoscaler
 from accel._engine.scheduler import THROTTLE_PERIOD
 from accel.options import AUTO_START
 from tests.servers import FakeClock
@@ -174,6 +174,59 @@ def test_judged_only_after_the_step_settles() -> None:
         assert scaler.update(AUTO_START, written) == AUTO_START  # the first step still runs
     clock.now += 2 * TICK
     assert scaler.update(AUTO_START, written + 2 * MiB) == 2 * AUTO_START
+
+
+def whole_seconds(rate: float, start: float, seconds: float, cap: int = 16) -> List[int]:
+    """The counts of an autoscaler against a server that sends each connection ``rate``
+    bytes at once every whole second (nginx's limit_rate), a new connection's first second
+    at once when it starts; ``start`` is where in a second the download starts."""
+    clock = FakeClock()
+    clock.now = 100.0 + start
+    scaler = Autoscaler(cap, clock=clock)
+    count, written, counts = AUTO_START, int(AUTO_START * rate), [AUTO_START]
+    end = clock.now + seconds
+    while clock.now < end:
+        before = clock.now
+        clock.now += TICK
+        if int(clock.now) > int(before):  # a whole second: every connection's next burst
+            written += int(count * rate)
+        new = scaler.update(count, written)
+        if new > count:
+            written += int((new - count) * rate)  # the new ones' first second
+        count = new
+        counts.append(count)
+    return counts
+
+
+@pytest.mark.parametrize("start", [0.0, 0.3, 0.55, 0.8])
+def test_a_server_that_sends_in_whole_seconds_is_measured_over_whole_seconds(
+    start: float,
+) -> None:
+    # Over 0.3 s a connection shows all of its second's worth or nothing: only a whole
+    # second tells its rate. Wherever in a second the download starts, it grows to the cap.
+    counts = whole_seconds(4 * MiB, start, 4.0)
+    assert sorted(set(counts)) == [4, 8, 16], counts
+    assert counts == sorted(counts)
+    assert counts.index(16) * TICK <= 2 * INTERVAL + 2 * TICK  # doubling on, step by step
+
+
+def test_after_the_slow_start_bursts_are_judged_over_whole_seconds() -> None:
+    # A link that is full, delivered in bursts: 16 MiB each whole second, however many
+    # connections. After a 429 (no slow start any more), one more is tried, over whole
+    # seconds found to bring nothing, and undone.
+    clock = FakeClock()
+    scaler = Autoscaler(clock=clock)
+    count = scaler.update(6, 0, throttled_until=clock.now + 1.0)
+    written, counts = 0, []
+    for _ in range(int((1.0 + RETRY_AFTER + 6.0) / TICK)):
+        clock.now += TICK
+        if round(clock.now * 100) % 100 == 0:
+            written += 16 * MiB
+        count = scaler.update(count, written)
+        counts.append(count)
+    assert max(counts) == 6 and counts[-1] == 5, counts
+    tried = counts.index(6)
+    assert counts[tried:].index(5) * TICK >= BURST_PERIOD  # judged over a whole second
 
 
 @pytest.mark.parametrize(("cap", "settle"), [(0, 0.1), (4, 1.0), (4, -0.1)])

@@ -36,6 +36,7 @@ def claim(
     window: Optional[Tuple[float, int]] = None,
     seg_end: int = 16 * MiB - 1,
     ref: Any = None,
+    peak: float = 0.0,
 ) -> ClaimView:
     """A view of a claim; its request and its window begin where the claim began."""
     since = started if since is None else since
@@ -54,6 +55,7 @@ def claim(
         since_pos,
         window if window is not None else (since, since_pos),
         seg_end,
+        peak,
     )
 
 
@@ -334,3 +336,45 @@ def test_the_autoscaler_holds_exactly_as_long_as_the_scheduler_says() -> None:
         if count > 7:
             grown_at = clock() - start
     assert grown_at is not None and 2.0 <= grown_at <= 2.0 + 2 * INTERVAL + 0.2
+
+
+# -- requests that come in bursts (issue 22) ------------------------------------------------
+
+
+def bursty(pos: int, **kw: Any) -> ClaimView:
+    """A request paused since its last burst (nothing in its last second), whose peak was
+    4 MiB/s: nginx's limit_rate sends each second's worth at once."""
+    return claim(pos, window=(NOW - 1.0, pos), since=NOW - 2.0, peak=4.0 * MiB, **kw)
+
+
+def test_a_request_shown_fast_is_not_restarted_between_its_bursts() -> None:
+    paused = bursty(9 * MiB, base=8 * MiB, started=NOW - 2.0)
+    never = claim(8 * MiB + 10 * KiB, base=8 * MiB, window=(NOW - 1.0, 8 * MiB))
+    others = [segment(0, 4 * MiB - 1, fast(MiB)), segment(4 * MiB, 8 * MiB - 1, fast(5 * MiB))]
+    for view, restarted in ((paused, False), (never, True)):
+        segs = [*others, segment(8 * MiB, 12 * MiB - 1, view)]
+        found = policy.review(segs, NOW, finished_rates=[], first_reads=[], restarts_left=5)
+        assert bool(found.give_up) is restarted
+    # Nor raced at the end as a request that has not shown it is fast.
+    assert policy.unproven(never, NOW, MiB, 0.0)
+    assert not policy.unproven(paused, NOW, MiB, 0.0)
+    # The peak counts against what a new request may expect: a little is not enough.
+    assert not paused._replace(peak=0.3 * MiB).shown_fast(MiB, policy.SLOW_SHARE)
+    assert paused._replace(peak=0.4 * MiB).shown_fast(MiB, policy.SLOW_SHARE)
+
+
+def test_the_meter_keeps_the_peak_of_windows_long_enough_to_judge() -> None:
+    meter = policy.Meter(NOW, 0)
+    meter.observe(NOW + 0.05, 200 * KiB, NOW + 0.05, None)  # one read: 4 MiB/s over 0.05 s
+    assert meter.peak == 0.0  # too short a window to say anything of the request
+    meter.observe(NOW + policy.PEAK_SPAN, 256 * KiB, NOW + 0.2, None)
+    assert meter.peak == pytest.approx(256 * KiB / policy.PEAK_SPAN)
+    t = NOW + policy.PEAK_SPAN
+    for _ in range(20):  # then a pause: the peak stays
+        t += policy.SAMPLE_EVERY
+        meter.observe(t, 256 * KiB, NOW + 0.2, None)
+    assert meter.window.rate(t, 256 * KiB) == 0.0
+    assert meter.peak == pytest.approx(256 * KiB / policy.PEAK_SPAN)
+    meter.observe(t + 0.05, 300 * KiB, t, object())
+    meter.observe(t + 0.1, 400 * KiB, t, object())  # a new request: measured afresh
+    assert meter.peak == 0.0

@@ -6,6 +6,7 @@ import datetime
 from typing import Any, Callable
 
 from scripts.bench.render.download import download_section
+from scripts.bench.render.family import family_lines
 from scripts.bench.render.lists import many_section, memory_section
 from scripts.bench.results import Results, ScenarioResult
 
@@ -78,6 +79,7 @@ def render(results: Results) -> str:
         )
     for result in results.scenarios:
         lines += scenario_lines(result)
+    lines += family_lines(results.scenarios)
     lines += ["", "Ratios are accel's median divided by the peer's (below 1 = accel better)."]
     if results.notes:
         lines += ["", "## Notes", ""] + [f"- {note}" for note in results.notes]

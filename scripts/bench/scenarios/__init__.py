@@ -11,6 +11,7 @@ from scripts.bench.scenarios.many_files import ManyFiles
 from scripts.bench.scenarios.resume_waste import ResumeWaste
 from scripts.bench.scenarios.straggler_connection import StragglerConnection
 from scripts.bench.scenarios.straggler_request import StragglerRequest
+from scripts.bench.scenarios.stragglers import FAMILY, MEMBERS
 from scripts.bench.scenarios.throttled import Throttled
 
 __all__ = ["REGISTRY", "Scenario", "resolve"]
@@ -26,21 +27,25 @@ REGISTRY: dict[str, type[Scenario]] = {
         ManyFiles,
         HugeList,
         StragglerRequest,
+        *MEMBERS,
     )
 }
+#: Names that stand for several scenarios.
+FAMILIES = {FAMILY: [cls.name for cls in MEMBERS]}
 ALIASES = {cls.number: name for name, cls in REGISTRY.items()}
 
 
 def resolve(keys: Sequence[str]) -> list[str]:
     """Scenario names for ``keys`` (names or old numbers), in the given order, no repeats.
 
-    Raises ValueError naming the first unknown key.
+    A family's name (``stragglers``) stands for all its members. Raises ValueError naming
+    the first unknown key.
     """
     names: list[str] = []
     for key in keys:
-        name = ALIASES.get(key, key)
-        if name not in REGISTRY:
-            raise ValueError(key)
-        if name not in names:
-            names.append(name)
+        for name in FAMILIES.get(key, [ALIASES.get(key, key)]):
+            if name not in REGISTRY:
+                raise ValueError(key)
+            if name not in names:
+                names.append(name)
     return names

@@ -16,7 +16,13 @@ from scripts.bench.endpoints import Endpoint, FaultEndpoint, Mark, NginxEndpoint
 from scripts.bench.process import proc_wchar, run_process
 from scripts.bench.records import Record
 from scripts.bench.scenarios.base import Scenario
-from scripts.bench.tools import auto_count, child_env, tool_command, tool_connections
+from scripts.bench.tools import (
+    auto_cap,
+    auto_count,
+    child_env,
+    tool_command,
+    tool_connections,
+)
 from scripts.bench.verify import verify
 from scripts.bench.workspace import Workspace
 
@@ -125,7 +131,7 @@ class DownloadScenario(Scenario):
         problem = verify(out, self.data) if outcome.exit_code == 0 else None
         sent, requests = endpoint.since(mark)
         seed = slow = None
-        if isinstance(endpoint, FaultEndpoint) and endpoint.seed is not None:
+        if isinstance(endpoint, FaultEndpoint) and endpoint.slow_drawn():
             seed, slow = endpoint.seed, endpoint.slow_since(mark)
         error = outcome.failure(problem)
         return Record(
@@ -146,6 +152,9 @@ class DownloadScenario(Scenario):
         endpoint = self._endpoint()
         size = self.data.size
         time_trigger = 0.2 + (self.ideal(tool) or 1.0) / 2  # 0.2 s for process start-up
+        if tool == "accel-auto" and self.rate is not None:
+            # It may run up to its cap: at -n 8's pace it would be done before the trigger.
+            time_trigger = 0.2 + size / (auto_cap() * self.rate) / 2
 
         def halfway(pid: int, elapsed: float) -> bool:
             written = proc_wchar(pid)

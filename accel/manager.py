@@ -174,8 +174,9 @@ class Manager:
 
             self._bar = TotalBar(bar_class(progress))
         # The many-small-files path (accel._engine.loop): one thread for every download
-        # whose first response may bring it whole; ACCEL_LEAN=0 turns it off.
-        lean = os.environ.get("ACCEL_LEAN", "1") != "0" and parser_name() is not None
+        # whose first response may bring it whole. Opt-in (ACCEL_LEAN=1) until it agrees
+        # with the command's display, --json, the Ctrl-C summary and --netrc-file.
+        lean = os.environ.get("ACCEL_LEAN", "0") == "1" and parser_name() is not None
         self._loop: Optional[Loop] = Loop(jobs) if lean and session_factory is None else None
         self._small: Dict[Downloader, Tuple[SmallJob, _Queued]] = {}
         #: Downloads the loop handed over with bytes it fetched in this run.

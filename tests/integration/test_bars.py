@@ -8,103 +8,37 @@ is imported only when a display starts (not for --version, --help, -q or no term
 
 from __future__ import annotations
 
-import fcntl
 import io
-import os
-import pty
 import re
-import select
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import textwrap
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
-import pyte
 import pytest
 
 import accel
 from accel.cli.screen import BAR_MIN
 from tests.helpers import REPO, KiB, MiB, accel_env, sha256
-from tests.servers import FaultServer, make_data
+from tests.servers import FaultServer, make_data, terminal
+from tests.servers.terminal import Screen
 
-Screen = List[str]
 #: A row of a file's bar as the command draws it: name, percent, |bar|, ...
 ROW = re.compile(r"^(\S+)\s+(\d+)% \|([^|]*)\| ")
 
 
-class Pty:
-    """``argv`` with stderr on a pty of ``cols`` x ``rows``, rendered by pyte."""
+class Pty(terminal.Pty):
+    """``argv`` on a pty (see :class:`tests.servers.terminal.Pty`), with accel's environment
+    and ``env`` added."""
 
     def __init__(
         self, argv: Sequence[str], cwd: Path, cols: int, rows: int = 24, **env: str
     ) -> None:
-        self.cols, self.rows = cols, rows
-        self.master, slave = pty.openpty()
-        self._winsize(slave)
-        self.screen = pyte.Screen(cols, rows)
-        self.stream = pyte.ByteStream(self.screen)
-        self.screens: List[Screen] = []  # after each whole frame read
-        self.raw = b""
-        self.proc = subprocess.Popen(
-            list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=slave, env=dict(accel_env(), PYTHONWARNINGS="ignore", **env),
-        )  # fmt: skip
-        os.close(slave)
-
-    def _winsize(self, fd: int) -> None:
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", self.rows, self.cols, 0, 0))
-
-    def resize(self, cols: int) -> None:
-        self.cols = cols
-        self.screen.resize(self.rows, cols)
-        self._winsize(self.master)
-
-    def now(self) -> Screen:
-        return list(self.screen.display)
-
-    def run(
-        self, until: Optional[Callable[[Pty], bool]] = None, timeout: float = 30
-    ) -> Optional[int]:
-        """Read and render until the program ends (or ``until`` holds); its exit code."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if until is not None and until(self):
-                return None
-            ready, _, _ = select.select([self.master], [], [], 0.05)
-            if ready:
-                try:
-                    data = os.read(self.master, 65536)
-                except OSError:  # EIO: the program closed the pty
-                    break
-                if not data:
-                    break
-                self.raw += data
-                self.stream.feed(data)
-                if not select.select([self.master], [], [], 0.01)[0]:
-                    self.screens.append(self.now())
-            elif self.proc.poll() is not None:
-                break
-        try:
-            return self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        finally:
-            self.close()
-
-    def stdout(self) -> str:
-        assert self.proc.stdout is not None
-        return self.proc.stdout.read().decode()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self.master >= 0:
-            os.close(self.master)
-            self.master = -1
+        environ = dict(accel_env(), PYTHONWARNINGS="ignore", **env)
+        super().__init__(argv, cwd, cols, rows, env=environ)
 
 
 #: How the command's rows begin: any other row continues the one above (a message wrapped).

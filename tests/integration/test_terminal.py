@@ -7,95 +7,32 @@ loopback, throttled per connection so that a run lasts about a second.
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import re
-import select
 import signal
-import struct
 import subprocess
-import termios
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
-import pyte
 import pytest
 
 from accel.cli.screen import BAR_MIN
 from tests.helpers import KiB, MiB, accel_env, sha256
 from tests.servers import FaultServer, make_data
+from tests.servers.terminal import Pty, Screen
 
-Screen = List[str]  # the rows of one screen, each ``cols`` characters
 #: How the lines accel prints begin (anything else on a row continues the row above).
 STARTS = ("accel:", "total ", " ... (more hidden)")
 
 
-class Terminal:
-    """``accel ARGS`` with stderr on a pty of ``cols`` x ``rows``, rendered by pyte."""
+class Terminal(Pty):
+    """``accel ARGS`` on a pty (see :class:`tests.servers.terminal.Pty`)."""
 
     def __init__(self, args: Sequence[str], cwd: Path, cols: int, rows: int = 24) -> None:
-        self.cols, self.rows = cols, rows
-        self.master, slave = pty.openpty()
-        self._winsize(slave)
-        self.screen = pyte.Screen(cols, rows)
-        self.stream = pyte.ByteStream(self.screen)
-        self.screens: List[Tuple[float, Screen]] = []  # (time, rows) after each read
-        self.raw = b""
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen(
-            ["accel", *args], cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=slave, env=accel_env(),
-        )  # fmt: skip
-        os.close(slave)
-
-    def _winsize(self, fd: int) -> None:
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", self.rows, self.cols, 0, 0))
-
-    def resize(self, cols: int) -> None:
-        """Make the terminal ``cols`` wide (the program sees the new size at once)."""
-        self.cols = cols
-        self.screen.resize(self.rows, cols)
-        self._winsize(self.master)
-
-    def now(self) -> Screen:
-        return list(self.screen.display)
-
-    def run(
-        self, until: Optional[Callable[[Terminal], bool]] = None, timeout: float = 30
-    ) -> Optional[int]:
-        """Read and render until the program ends (or ``until`` holds); its exit code."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if until is not None and until(self):
-                return None
-            ready, _, _ = select.select([self.master], [], [], 0.05)
-            if ready:
-                try:
-                    data = os.read(self.master, 65536)
-                except OSError:  # EIO: the program closed the pty
-                    break
-                if not data:
-                    break
-                self.raw += data
-                self.stream.feed(data)
-                if not select.select([self.master], [], [], 0.01)[0]:  # a whole frame
-                    self.screens.append((time.monotonic() - self.started, self.now()))
-            elif self.proc.poll() is not None:
-                break
-        try:
-            return self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self.master >= 0:
-            os.close(self.master)
-            self.master = -1
+        super().__init__(
+            ["accel", *args], cwd, cols, rows, env=accel_env(), stdout=subprocess.DEVNULL
+        )
 
 
 def logical(screen: Screen, names: Sequence[str] = ()) -> List[str]:
@@ -125,9 +62,9 @@ def is_progress(row: str) -> bool:
     return bool(re.search(r"\d+%", row)) and not row.startswith("accel:")
 
 
-def live(screens: Sequence[Tuple[float, Screen]]) -> List[Screen]:
+def live(screens: Sequence[Screen]) -> List[Screen]:
     """The screens that show progress lines."""
-    return [s for _, s in screens if any(is_progress(r) for r in s)]
+    return [s for s in screens if any(is_progress(r) for r in s)]
 
 
 def percent(term: Terminal) -> int:

@@ -17,13 +17,14 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from accel import events as ev
 from accel._disk.committer import Committer
 from accel._disk.storage import PartFile
 from accel._engine.autoscale import Autoscaler
 from accel._engine.context import Context, Restart
+from accel._engine.guard import GUARD
 from accel._engine.scheduler import Claim, Scheduler
 from accel._engine.sources import Source, SourcePool
 from accel._engine.watchdog import SpeedFloor
@@ -396,56 +397,3 @@ def _covers_all(resp: Response, claim: Claim) -> bool:
     """Whether ``resp`` brings the whole of ``claim``'s segment, the only one missing."""
     end = response_end(resp)
     return end is not None and end >= claim.seg.end
-
-
-class _Guard:
-    """The thread that looks after every inline transfer of the process, every ``TICK``
-    (see :meth:`Transfer._run_inline`); it ends after a second with nothing to watch."""
-
-    IDLE_EXIT = 1.0
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._watched: Set[Transfer] = set()
-        self._thread: Optional[threading.Thread] = None
-
-    def watch(self, transfer: Transfer) -> None:
-        """Look after ``transfer`` until :meth:`forget`."""
-        with self._lock:
-            self._watched.add(transfer)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="accel-guard", daemon=True)
-                self._thread.start()
-
-    def forget(self, transfer: Transfer) -> None:
-        """Stop looking after ``transfer``."""
-        with self._lock:
-            self._watched.discard(transfer)
-
-    def _run(self) -> None:
-        idle = 0.0
-        while True:
-            time.sleep(TICK)
-            if self._round():
-                idle = 0.0
-                continue
-            idle += TICK
-            with self._lock:
-                if idle >= self.IDLE_EXIT and not self._watched:
-                    self._thread = None
-                    return
-
-    def _round(self) -> bool:
-        """Guard each watched transfer once; False if there was none. Its locals end with
-        it: an idle guard keeps no ended transfer (nor its Downloader) alive."""
-        with self._lock:
-            watched = list(self._watched)
-        now = time.monotonic()
-        for transfer in watched:
-            if transfer.guard(now):
-                self.forget(transfer)
-        return bool(watched)
-
-
-#: The one guard thread of the process (started when an inline transfer needs it).
-GUARD = _Guard()

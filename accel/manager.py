@@ -18,7 +18,6 @@ import collections
 import dataclasses
 import logging
 import os
-import re
 import threading
 import time
 from pathlib import Path
@@ -40,18 +39,16 @@ from typing import (
 
 from accel import events as ev
 from accel._engine.loop import Loop
-from accel._engine.scheduler import DEFAULT_READ_MARGIN
-from accel._engine.small import SmallJob, Snapshots
-from accel._engine.sources import slot_key
+from accel._engine.small import SmallJob
+from accel._handoff import less_resumed, small_job
 from accel._http.session import SessionFactory, SessionPool
 from accel._http.wire import parser_name
 from accel._util.fdlimit import fit, open_file_limit
 from accel._util.meter import RateMeter
 from accel.downloader import URL, Downloader
-from accel.exceptions import CancelledError, UsageError
-from accel.limits import HostSlots, RateLimiter
+from accel.exceptions import UsageError
+from accel.limits import HostSlots
 from accel.options import Options, resolve
-from accel.retry import RetryState
 
 if TYPE_CHECKING:
     from accel.bars import ProgressOption, TotalBar
@@ -89,17 +86,6 @@ def _fit_open_files(jobs: int, options: Options) -> Tuple[int, Options]:
         most,
     )
     return fitted_jobs, options.capped(fitted)
-
-
-_KEPT = "download cancelled; what was recorded is kept for a new Downloader to resume"
-
-
-def _less(event: ev.Event, carried: int) -> ev.Event:
-    """``event`` with ``carried`` bytes of this run not counted as resumed from an earlier
-    one (a file the small-files loop handed to the segmented engine)."""
-    if isinstance(event, ev.Started) and event.resumed >= carried:
-        return dataclasses.replace(event, resumed=event.resumed - carried)
-    return event
 
 
 class Manager:
@@ -250,89 +236,21 @@ class Manager:
         self._threads.append(thread)
         thread.start()
 
-    # -- the many-small-files path ------------------------------------------------------------
-
     def _small_job(self, download: Downloader, entry: _Queued) -> Optional[SmallJob]:
-        """The download as a job for the loop, or None when it needs the regular path."""
-        opts = download.options
-        if opts.checksum or opts.mirrors or opts.fsync or download._output is not None:
-            return None
-        if opts.cookies is not None:  # a shared jar: cookies are the regular sessions' work
-            return None
-        limiter = opts.limit_rate if isinstance(opts.limit_rate, RateLimiter) else None
-        url = download.url
-        folder = download._directory or Path(".")
-        listened = (
-            download._on_event is not None
-            or self._on_event is not None
-            or download._bar is not None
-        )
-        scheme, rest = url.split("://", 1)
-        netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        """The download as a job for the loop (see :mod:`accel._handoff`), or None."""
 
-        def started(file: Snapshots) -> None:
-            download._transfer = file
-
-        def done(path: Path, size: int) -> None:
-            download.path = path
-            download._conclude(path, None, ev.Completed(path, size) if listened else None)
-
-        def failed(error: BaseException) -> None:
-            download._conclude(None, error, ev.Failed(error) if listened else None)
-
-        def cancelled(resumable: bool) -> None:
-            error = CancelledError(_KEPT if resumable else "cancelled")
-            event = ev.Cancelled(str(error), resumable=resumable) if listened else None
-            download._conclude(None, error, event)
-
-        def regular(name: Optional[str], carried: int) -> None:
-            if name is not None:
-                download._name = name
-            if carried:  # bytes of this run, not an earlier one's: "resumed" does not count them
-                self._carried[download] = carried
-                inner = download._on_event
-                if inner is not None:
-                    download._on_event = lambda event: inner(_less(event, carried))
+        def hand_back(carried: int) -> bool:
             with self._cond:
+                if carried:
+                    self._carried[download] = carried
                 self._small.pop(download, None)
                 if self._cancelled or download.cancelled:
-                    abandon = True
-                else:
-                    abandon = False
-                    self._running.discard(download)
-                    self._queue(entry, first=True)
-            if abandon:
-                cancelled(False)
+                    return False
+                self._running.discard(download)
+                self._queue(entry, first=True)
+                return True
 
-        return SmallJob(
-            url=url,
-            directory=folder,
-            folder=str(folder),
-            force=opts.force,
-            max_size=opts.max_filesize if isinstance(opts.max_filesize, int) else None,
-            timeouts=(opts.connect_timeout, opts.timeout),
-            window=max(opts.min_split, DEFAULT_READ_MARGIN),
-            key=(
-                opts.headers,
-                opts.verify,
-                (opts.proxy, opts.noproxy, opts.auth, opts.netrc),
-                scheme.lower(),
-                netloc.lower(),
-            ),
-            server_digest=opts.server_digest,
-            session=download._make_session,
-            tries=RetryState(opts.retry),
-            slots=opts.host_slots,
-            slot=slot_key(url) if opts.host_slots is not None else "",
-            limiter=limiter,
-            done=done,
-            failed=failed,
-            cancelled=cancelled,
-            regular=regular,
-            started=started,
-            emit=download._emit if listened else None,
-            report=download._report,
-        )
+        return small_job(download, listened=self._on_event is not None, hand_back=hand_back)
 
     def withdraw(self, download: Downloader) -> None:
         """A download was cancelled: if it is still queued, it ends now, never started."""
@@ -375,7 +293,7 @@ class Manager:
             return
         carried = self._carried.get(download)
         if carried:
-            event = _less(event, carried)
+            event = less_resumed(event, carried)
         try:
             self._on_event(download, event)
         except Exception:

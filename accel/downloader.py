@@ -1,11 +1,12 @@
 """The façade: :class:`Downloader` downloads one URL into one file, resumably.
 
 It owns the public API (run/start/wait/result/exception/cancel/progress), the restart loop,
-and the ends of a download: deciding that a file is already complete, and finishing one
-(flush, verify, rename). The work in between is the engine's: :mod:`accel._engine.probe`
-(the first request), :mod:`accel._engine.transfer` (the worker pool),
-:mod:`accel._engine.scheduler` (who fetches what), :mod:`accel._engine.worker` (one
-connection's loop) and :mod:`accel._disk.committer` (the sidecar).
+and the first half of each attempt: the lock, the probe, and deciding that a file is already
+complete. The work after that is the engine's: :mod:`accel._engine.landing` (plan, transfer,
+verify, rename), :mod:`accel._engine.probe` (the first request),
+:mod:`accel._engine.transfer` (the worker pool), :mod:`accel._engine.scheduler` (who fetches
+what), :mod:`accel._engine.worker` (one connection's loop) and :mod:`accel._disk.committer`
+(the sidecar).
 """
 
 from __future__ import annotations
@@ -24,25 +25,27 @@ from accel._disk.complete import Completion
 from accel._disk.storage import (
     FileLock,
     PartFile,
-    check_free_space,
-    check_max_size,
-    finalize,
     prepare_directory,
 )
 from accel._engine.context import Context, Restart, record_url
-from accel._engine.plan import initial_plan, resume_plan
-from accel._engine.probe import Probe, probe
+from accel._engine.landing import Landing, finish, transfer_rest
+from accel._engine.plan import resume_plan
+from accel._engine.probe import probe
 from accel._engine.scheduler import DEFAULT_READ_MARGIN
 from accel._engine.small import Snapshots
-from accel._engine.sources import mint, mirror_sources
+from accel._engine.sources import mint
 from accel._engine.transfer import Transfer
 from accel._http.base import Session
-from accel._http.fetch import REFRESH_STATUSES, first_byte
-from accel._http.session import SessionFactory, SessionPool, new_session
+from accel._http.fetch import REFRESH_STATUSES
+from accel._http.session import (
+    SessionFactory,
+    SessionPool,
+    download_session,
+    options_session,
+)
 from accel._util.names import output_path
 from accel._util.ranges import Segment
-from accel._util.remote import RemoteFile, http_date_to_timestamp
-from accel._util.urls import check_url, origin, redact
+from accel._util.urls import check_url, redact
 from accel.exceptions import (
     AccelError,
     CancelledError,
@@ -237,32 +240,18 @@ class Downloader(DownloadFuture):
             log.exception("on_progress callback failed")
 
     def _new_session(self) -> Session:
-        """A session configured for this download (one per worker thread).
-
-        In a Manager, sessions are shared with its other downloads of the same settings and
-        origin: a closed session goes back to the pool with its connection open.
-        """
-        if self._session_factory is not None:
-            return self._session_factory()
-        if self._sessions is not None:
-            opts = self.options
-            key = (opts.headers, opts.verify, opts.retry, origin(self.url))
-            network = (opts.proxy, opts.noproxy, opts.auth, opts.netrc)
-            return self._sessions.get((key, network), self._make_session, self._cookies)
-        return self._make_session()
+        """A session for one worker thread (see :func:`download_session`)."""
+        return download_session(
+            self.options,
+            self.url,
+            self._cookies,
+            pool=self._sessions,
+            factory=self._session_factory,
+        )
 
     def _make_session(self) -> Session:
-        return new_session(
-            headers=dict(self.options.headers),
-            verify=self.options.verify,
-            retry=self.options.retry,
-            trusted_origin=self.url,
-            proxy=self.options.proxy,
-            noproxy=self.options.noproxy,
-            auth=self.options.auth,
-            netrc=self.options.netrc,  # type: ignore[arg-type]  # a str once checked
-            cookies=self._cookies,
-        )
+        """A new session with this download's settings (the small-files loop's)."""
+        return options_session(self.options, self.url, self._cookies)
 
     def _context(self) -> Context:
         if self._ctx is None:
@@ -283,6 +272,12 @@ class Downloader(DownloadFuture):
     def _target(self) -> Path:
         """The output path, as far as it is known before the probe (see :func:`output_path`)."""
         return output_path(self._output, self._directory, self._name, self.url)
+
+    def _watch(self, transfer: Transfer) -> None:
+        self._transfer = transfer
+
+    def _landed(self, dest: Path) -> None:
+        self.path = dest
 
     def _complete_already(self, dest: Path) -> Path:
         """``dest`` already is the remote file: report it and hand it back."""
@@ -336,6 +331,9 @@ class Downloader(DownloadFuture):
         part = dest.with_name(dest.name + ".part")
         prepare_directory(self._directory, dest.parent)
         side = state.sidecar_path(part)
+        landing = Landing(
+            self._context(), dest, part, side, completion_of(self), self._watch, self._landed
+        )
         with contextlib.ExitStack() as stack:
             stack.enter_context(FileLock(part.with_name(part.name + ".lock")))
             record = None
@@ -376,13 +374,13 @@ class Downloader(DownloadFuture):
             if record is not None and first.response is None:
                 # 416 for a fully written file whose validators match: complete.
                 part_file = PartFile.open_existing(part)
-                return self._finish(part_file, part, side, dest, remote, record.size)
+                return finish(landing, part_file, remote, record.size)
             if record is None and completion_of(self).existing(dest, remote):
                 return self._complete_already(dest)
             if look and first.response is None:
                 raise _Again()  # the file went away meanwhile: probe for the download
             try:
-                return self._transfer_all(first, dest, part, side, record, segments)
+                return transfer_rest(landing, first, record, segments)
             except CancelledError:
                 validators = remote.validators
                 resumable = remote.ranges and remote.size is not None and validators.resumable
@@ -395,121 +393,6 @@ class Downloader(DownloadFuture):
                         "partial file was removed"
                     ) from None
                 raise
-
-    def _transfer_all(
-        self,
-        first: Probe,
-        dest: Path,
-        part_path: Path,
-        side: Path,
-        record: Optional[state.Record],
-        segments: List[Segment],
-    ) -> Path:
-        remote = first.remote
-        size = remote.size
-        limit = self.options.max_filesize
-        assert limit is None or isinstance(limit, int)
-        check_max_size(redact(self.url), size, limit)
-        ranged = remote.ranges and size is not None
-        timeouts = self._context().timeouts  # mirrors must agree before the disk is touched
-        mirrors = mirror_sources(
-            remote,
-            self.url,
-            self.options.mirrors,
-            lambda url: first_byte(first.session, url, None, timeouts),
-            ranged=bool(ranged),
-        )
-        if record is None:
-            segments = initial_plan(
-                size,
-                self.options.most_connections,
-                self.options.min_split,
-                ranged=bool(ranged),
-                body=first.response is not None,
-                max_size=limit,
-            )
-            check_free_space(dest.parent, size or 0)
-            part = PartFile.create(part_path, size)
-        else:
-            resumed = sum(s.written for s in segments)
-            check_free_space(dest.parent, (size or 0) - resumed)
-            part = PartFile.open_existing(part_path)
-        resumable = ranged and remote.validators.resumable
-        if not resumable and size:
-            log.info("this download cannot be resumed if interrupted (no ranges or no validator)")
-        transfer = Transfer(
-            self._context(),
-            part,
-            segments,
-            remote,
-            side if resumable else None,
-            ranged=ranged,
-            mirrors=mirrors,
-        )
-        self._transfer = transfer
-        self._emit(
-            ev.Started(
-                redact(self.url),
-                dest,
-                size,
-                sum(s.written for s in segments),
-                self.options.initial_connections if ranged else 1,
-                ranged=bool(ranged),
-                resumable=bool(resumable),
-            )
-        )
-        try:
-            final_size = transfer.run(*first.take())
-            if size is None:
-                # A stream of unknown length: drop whatever an earlier, longer attempt left.
-                part.truncate(final_size)
-        except BaseException:
-            transfer.release()
-            raise
-        return self._finish(
-            part, part_path, side, dest, remote, final_size, transfer, resumed=record is not None
-        )
-
-    def _finish(
-        self,
-        part: PartFile,
-        part_path: Path,
-        side: Path,
-        dest: Path,
-        remote: RemoteFile,
-        size: int,
-        transfer: Optional[Transfer] = None,
-        *,
-        resumed: bool = True,
-    ) -> Path:
-        try:
-            if self.options.fsync:
-                part.sync()  # the data is on stable storage before the name says "complete"
-        finally:
-            if transfer is not None:
-                transfer.release()
-            else:
-                part.close()
-        validators = remote.validators
-        checked: Optional[str] = None
-        if self.options.checksum:
-            # On a mismatch the data stays, recorded as complete: the right checksum
-            # finishes it without fetching the body again.
-            url = self._record_url()
-            kept = state.complete_record(url, size, validators, synced=self.options.fsync)
-            checked = completion_of(self).verify(part_path, side, self.url, kept)
-        elif self.options.server_digest and remote.digests:
-            checked = completion_of(self).verify_server(part_path, side, self.url, remote.digests)
-        mtime = http_date_to_timestamp(validators.last_modified)
-        finalize(part_path, dest, force=self.options.force, mtime=mtime, durable=self.options.fsync)
-        if transfer is None or transfer.committer.saved or resumed:
-            state.remove(side)  # a sidecar may exist: an earlier run's, or this one's
-        self.path = dest
-        self._emit(ev.Completed(dest, size, checked))
-        # Debug only: a program that wants a line for it has the Completed event (the CLI
-        # prints one), so -v does not say it twice.
-        log.debug("saved %s (%d bytes)", dest, size)
-        return dest
 
 
 def completion_of(download: Downloader) -> Completion:

@@ -41,6 +41,7 @@ from accel._http import base
 from accel._util.proxies import bypasses
 from accel._util.urls import Origin, origin, redact
 from accel.exceptions import InsecureRedirectError
+from accel.options import Options
 from accel.retry import RetryPolicy
 from accel.version import __version__
 
@@ -338,6 +339,44 @@ def new_session(
     session.headers["Accept-Encoding"] = "identity"
     session.verify = verify
     return session
+
+
+def options_session(
+    options: Options, url: str, cookies: Optional[http.cookiejar.CookieJar]
+) -> requests.Session:
+    """A new session with one download's settings, trusting ``url``'s origin with its
+    credentials and sharing ``cookies``."""
+    return new_session(
+        headers=dict(options.headers),
+        verify=options.verify,
+        retry=options.retry,
+        trusted_origin=url,
+        proxy=options.proxy,
+        noproxy=options.noproxy,
+        auth=options.auth,
+        netrc=options.netrc,  # type: ignore[arg-type]  # a str once checked
+        cookies=cookies,
+    )
+
+
+def download_session(
+    options: Options,
+    url: str,
+    cookies: Optional[http.cookiejar.CookieJar],
+    *,
+    pool: Optional[SessionPool] = None,
+    factory: Optional[SessionFactory] = None,
+) -> base.Session:
+    """A session for one of a download's worker threads: the caller's ``factory``'s, or one
+    from ``pool`` (shared with the pool's other downloads of the same settings and origin: a
+    closed session goes back to the pool with its connection open), or a new one."""
+    if factory is not None:
+        return factory()
+    if pool is None:
+        return options_session(options, url, cookies)
+    key = (options.headers, options.verify, options.retry, origin(url))
+    network = (options.proxy, options.noproxy, options.auth, options.netrc)
+    return pool.get((key, network), lambda: options_session(options, url, cookies), cookies)
 
 
 class SessionPool:

@@ -1,67 +1,24 @@
-"""The ``accel`` console script on a pseudo-terminal (the live bar, the total bar, quiet) and
-under a real SIGINT (exit 130, state kept, the same command resumes), against the FaultServer.
+"""The ``accel`` console script on a pseudo-terminal, rendered by pyte (the live bar, a pty
+of no size, the total bar, quiet), and under a real SIGINT (exit 130, state kept, the same
+command resumes), against the FaultServer.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import re
-import select
 import signal
-import struct
 import subprocess
-import termios
 import time
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import List, Sequence
 
 import pytest
 
-from tests.helpers import KiB, MiB, run_script, sha256
+from tests.helpers import KiB, MiB, accel_env, run_script, sha256
 from tests.servers import FaultServer, make_data
+from tests.servers.terminal import Pty, Screen
 
 pytestmark = pytest.mark.usefixtures("isolated_cli")
-
-
-def run_on_pty(
-    args: Sequence[str], cwd: Path, cols: int = 100, rows: int = 24, timeout: float = 30
-) -> Tuple[int, str]:
-    """Run the console script with stderr on a pseudo-terminal; return (exit code, output)."""
-    master, slave = pty.openpty()
-    if cols:
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    proc = subprocess.Popen(
-        ["accel", *args],
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=slave,
-    )
-    os.close(slave)
-    chunks = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:  # EIO: every slave side is closed
-                    break
-                if not data:
-                    break
-                chunks.append(data)
-            elif proc.poll() is not None:
-                break
-        code = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    return code, b"".join(chunks).decode("utf-8", "replace")
 
 
 def test_sigint_exits_130_and_keeps_state(server: FaultServer, tmp_path: Path) -> None:
@@ -101,32 +58,65 @@ def test_sigint_exits_130_and_keeps_state(server: FaultServer, tmp_path: Path) -
     assert server.bytes_sent_for("/int.bin") < len(data)
 
 
-# -- progress output on a terminal ------------------------------------------------------------
+# -- progress output on a terminal, as pyte renders it ------------------------------------------
+
+
+def on_pty(args: Sequence[str], cwd: Path, cols: int = 100, *, sized: bool = True) -> Pty:
+    """``accel ARGS`` run to its end with stderr on a pty (see :class:`Pty`)."""
+    term = Pty(["accel", *args], cwd, cols, env=accel_env(), stdout=subprocess.DEVNULL, sized=sized)
+    assert term.run() == 0, term.raw
+    return term
+
+
+def rows(screen: Screen) -> List[str]:
+    """The screen's lines: a row that does not begin as accel's lines do (``accel:``,
+    ``total``, a file's name: ``t``) continues the row above, which filled the width."""
+    lines: List[str] = []
+    for row in screen:
+        if not row.strip():
+            continue
+        if lines and not row.startswith(("accel:", "t")):
+            lines[-1] += " " + row.strip()
+        else:
+            lines.append(row.rstrip())
+    return lines
+
+
+def progress_rows(screen: Screen) -> List[str]:
+    return [r for r in rows(screen) if re.search(r"\d+%", r) and not r.startswith("accel:")]
 
 
 def test_pty_shows_live_bar_with_segment_map(server: FaultServer, tmp_path: Path) -> None:
     data = make_data(3 * MiB, 33)
     server.add_file("/tty.bin", data)
     server.faults.rate = 1 * MiB  # ~1 s: several redraws
-    code, out = run_on_pty(["-n", "4", server.url("/tty.bin")], cwd=tmp_path)
-    assert code == 0, out
+    term = on_pty(["-n", "4", server.url("/tty.bin")], tmp_path)
     assert sha256(tmp_path / "tty.bin") == sha256(data)
-    assert out.count("\r") >= 3  # redraws
-    assert re.search(r"\b\d{1,3}%", out)
-    assert re.search(r"\d+ conn \[[#>.]+", out), out
-    assert "tty.bin" in out
-    assert out.count(f"accel: saved {tmp_path / 'tty.bin'}") == 1  # the bar collapses to it
+    live = [progress_rows(s) for s in term.screens if progress_rows(s)]
+    assert len(live) >= 3, term.raw  # redrawn while running, always on one row
+    for shown in live:
+        (row,) = shown
+        assert row.startswith("tty.bin"), row
+        assert re.search(r" \d+ conn \[[#>.]+\]", row), row
+    final = rows(term.now())  # the bar collapsed into the one line that stays
+    assert final == [final[0]] and final[0].startswith(f"accel: saved {tmp_path / 'tty.bin'} ("), (
+        final
+    )
 
 
 def test_pty_without_a_size_still_shows_the_bar(server: FaultServer, tmp_path: Path) -> None:
-    """pty.openpty() makes a 0x0 terminal; the bar must still be drawn (at a default width)."""
+    """A pty that reports 0 x 0 (as pty.openpty() makes it): the bar is drawn at 80 columns."""
     server.add_file("/tty0.bin", make_data(2 * MiB, 34))
     server.faults.rate = 2 * MiB
-    code, out = run_on_pty([server.url("/tty0.bin")], cwd=tmp_path, cols=0)
-    assert code == 0, out
-    assert "\r" in out
-    assert re.search(r"\b\d{1,3}%", out)
-    assert f"accel: saved {tmp_path / 'tty0.bin'}" in out
+    term = on_pty([server.url("/tty0.bin")], tmp_path, cols=120, sized=False)
+    live = [progress_rows(s) for s in term.screens if progress_rows(s)]
+    assert live, term.raw
+    for shown in live:
+        (row,) = shown
+        assert row.startswith("tty0.bin") and len(row) <= 80, row
+    final = rows(term.now())
+    assert len(final) == 1, final
+    assert final[0].startswith(f"accel: saved {tmp_path / 'tty0.bin'} ("), final
 
 
 def test_pty_two_jobs_show_total_bar(server: FaultServer, tmp_path: Path) -> None:
@@ -134,19 +124,21 @@ def test_pty_two_jobs_show_total_bar(server: FaultServer, tmp_path: Path) -> Non
     server.add_file("/t1.bin", a)
     server.add_file("/t2.bin", b)
     server.faults.rate = 1 * MiB
-    code, out = run_on_pty(
-        ["-j", "2", "-n", "2", server.url("/t1.bin"), server.url("/t2.bin")], cwd=tmp_path
-    )
-    assert code == 0, out
-    assert "total 0/2" in out
-    assert "total 2/2" in out
-    assert "t1.bin" in out and "t2.bin" in out
+    term = on_pty(["-j", "2", "-n", "2", server.url("/t1.bin"), server.url("/t2.bin")], tmp_path)
     assert sha256(tmp_path / "t1.bin") == sha256(a)
     assert sha256(tmp_path / "t2.bin") == sha256(b)
+    both = [rows(s) for s in term.screens if len(progress_rows(s)) == 2]
+    assert both, term.raw
+    for shown in both:  # a line per file, and the total under them
+        assert sorted(r.split()[0] for r in shown[:2]) == ["t1.bin", "t2.bin"], shown
+        assert shown[2].startswith("total 0/2 "), shown
+    final = rows(term.now())
+    assert len(final) == 3, final
+    assert final[-1].startswith("accel: 2 files: 2 ok, 0 failed; "), final
 
 
 def test_pty_quiet_prints_nothing(server: FaultServer, tmp_path: Path) -> None:
     server.add_file("/tq.bin", make_data(MiB, 37))
-    code, out = run_on_pty(["-q", server.url("/tq.bin")], cwd=tmp_path)
-    assert code == 0
-    assert out == ""
+    term = on_pty(["-q", server.url("/tq.bin")], tmp_path)
+    assert term.raw == b""
+    assert rows(term.now()) == []

@@ -21,7 +21,9 @@ Screen = List[str]  # the rows of one screen, each ``cols`` characters
 
 class Pty:
     """``argv`` with stderr on a pty of ``cols`` x ``rows``, rendered by pyte; ``env`` is
-    the program's environment, ``stdout`` where its standard output goes."""
+    the program's environment, ``stdout`` where its standard output goes. With
+    ``sized=False`` the pty reports no size (0 x 0, as ``pty.openpty()`` makes it) while pyte
+    still renders ``cols`` x ``rows``."""
 
     def __init__(
         self,
@@ -32,10 +34,12 @@ class Pty:
         *,
         env: Dict[str, str],
         stdout: int = subprocess.PIPE,
+        sized: bool = True,
     ) -> None:
         self.cols, self.rows = cols, rows
         self.master, slave = pty.openpty()
-        self._winsize(slave)
+        if sized:
+            self._winsize(slave)
         self.screen = pyte.Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
         self.screens: List[Screen] = []  # after each whole frame read
